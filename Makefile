@@ -1,0 +1,53 @@
+# Everything runs in a project-local virtual environment that `make` creates and reuses.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+# Telemetry of every dependency off, for every target.
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: help install demo demo-credit test test-fast lint format bench clean constraints
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[pipelines,dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install the pinned stack (once)
+
+demo: $(STAMP)  ## A year in production on the bike data (embedded defaults, state in ./.mlops)
+	$(BIN)/mlops demo --use-case bike_demand
+
+demo-credit: $(STAMP)  ## The same loop for the credit-default classifier
+	$(BIN)/mlops demo --use-case credit_default --state-dir .mlops/credit
+
+test: $(STAMP)  ## All tests: unit, integration and end-to-end
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## The quick inner loop: everything but the slow end-to-end tests
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)  ## ruff and the import contracts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)  ## Time the install and `make demo`; results go to benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.demo_walltime
+
+constraints: $(STAMP)  ## Re-freeze the full constraints file from .venv
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:  ## Remove the state directory (keeps .venv)
+	rm -rf .mlops

@@ -1,0 +1,1 @@
+"""The ``mlops`` command line: one subcommand per stage of the loop."""

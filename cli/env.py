@@ -1,0 +1,29 @@
+"""Process environment for embedded defaults, set before Prefect or MLflow is imported."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.telemetry import disable_telemetry
+
+
+def prepare_environment(state_dir: Path | None) -> Path:
+    """Point every component at one state directory and switch telemetry off.
+
+    Prefect's temporary server keeps its database under PREFECT_HOME; putting it
+    in the state directory keeps a run self-contained. Explicit settings win.
+    """
+    disable_telemetry()
+    if state_dir is not None:
+        os.environ["MLOPS_STATE_DIR"] = str(state_dir)
+    root = Path(os.environ.get("MLOPS_STATE_DIR", ".mlops")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
+    # The temporary server needs ~10 s to start on 2 cores; the default limit is 20 s.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return root

@@ -1,0 +1,223 @@
+"""``mlops``: ingest, validate, train, serve, monitor, retrain, demo.
+
+Each subcommand imports what it needs when it runs, so ``mlops --help`` is
+instant and ``mlops serve`` never loads Prefect, Great Expectations or Evidently.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.env import prepare_environment
+
+app = typer.Typer(
+    name="mlops",
+    help="A closed machine-learning loop: ingest -> validate -> train -> serve -> monitor -> retrain.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+UseCaseOpt = Annotated[
+    str, typer.Option("--use-case", "-u", help="Use case name (a YAML in usecases/) or path to a use-case YAML.")
+]
+StateDirOpt = Annotated[
+    Path | None,
+    typer.Option("--state-dir", envvar="MLOPS_STATE_DIR", help="Where everything is written [default: ./.mlops]."),
+]
+
+
+def _print(payload: Any) -> None:
+    typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _known_errors() -> tuple[type[Exception], ...]:
+    from core.usecase import UseCaseError
+
+    errors: list[type[Exception]] = [UseCaseError]
+    try:
+        from pipelines.sources import SourceError
+
+        errors.append(SourceError)
+    except ImportError:  # the serving role installs without the pipeline extras
+        pass
+    return tuple(errors)
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Batch file: local path, http(s):// URL or s3:// URI.")],
+    use_case: UseCaseOpt = "bike_demand",
+    arrival: Annotated[
+        datetime | None, typer.Option(help="Arrival time of the batch (event time of rows that carry none).")
+    ] = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Ingest one batch: land it immutably under its content hash, validate it with Great Expectations,
+    write accepted rows to the curated Parquet dataset and rejected rows, with their reasons, to quarantine.
+
+    Re-ingesting the same file does nothing. Exits 1 when the whole batch was rejected.
+    """
+    prepare_environment(state_dir)
+    try:
+        from pipelines.ingest import ingest_flow
+
+        result = ingest_flow(source=source, use_case=use_case, arrival=arrival)
+    except _known_errors() as err:
+        _fail(str(err))
+    _print(result)
+    if result["status"] == "rejected":
+        _fail(f"batch rejected: {result['reason']}", code=1)
+
+
+@app.command()
+def validate(
+    source: Annotated[str, typer.Argument(help="Batch file: local path, http(s):// URL or s3:// URI.")],
+    use_case: UseCaseOpt = "bike_demand",
+    state_dir: StateDirOpt = None,
+    show: Annotated[int, typer.Option(help="How many quarantined rows to print.")] = 10,
+) -> None:
+    """Dry run: check a batch against the use case's schema and Great Expectations suite and report
+    which rows would be quarantined and why. Writes nothing but the Data Docs.
+    """
+    prepare_environment(state_dir)
+    try:
+        from pipelines.batches import BatchRejected
+        from pipelines.ingest import process_batch
+        from pipelines.runtime import get_runtime
+        from pipelines.sources import read_source
+
+        rt = get_runtime()
+        uc = rt.use_case(use_case)
+        accepted, rejected, outcome = process_batch(
+            read_source(source), uc, validator=rt.validator, arrival=datetime.now()
+        )
+    except BatchRejected as err:
+        _fail(f"batch would be rejected whole: {err.reason} ({err.rows_received} rows)", code=1)
+    except _known_errors() as err:
+        _fail(str(err))
+    _print(
+        {
+            "rows_received": len(accepted) + len(rejected),
+            "rows_accepted": len(accepted),
+            "rows_quarantined": len(rejected),
+            "quarantined": [{"row": r.row_number, "reasons": r.reasons} for r in rejected[:show]],
+            "data_docs": str(outcome.docs_index) if outcome and outcome.docs_index else None,
+        }
+    )
+
+
+@app.command()
+def train(
+    use_case: UseCaseOpt = "bike_demand",
+    until: Annotated[str | None, typer.Option(help="Only train on rows before this date (YYYY-MM-DD).")] = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Train every candidate algorithm on the curated data with time-ordered splits and time-series CV,
+    log everything to MLflow and register the best. The first model becomes `champion`; later ones
+    become `challenger` only if they beat the champion on the same held-out window by the use case's margin.
+    """
+    prepare_environment(state_dir)
+    try:
+        from pipelines.train import train_flow
+
+        _print(train_flow(use_case=use_case, until=until))
+    except (*_known_errors(), ValueError) as err:
+        _fail(str(err))
+
+
+@app.command()
+def serve(
+    use_case: UseCaseOpt = "bike_demand",
+    host: Annotated[str, typer.Option(envvar="MLOPS_HOST", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="MLOPS_PORT", help="Port to bind.")] = 8000,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Serve `models:/<model>@champion` over HTTP (FastAPI): POST /predict, POST /feedback,
+    GET /health, GET /ready, POST /admin/reload. Every prediction is written to the prediction log.
+    API docs at http://HOST:PORT/docs.
+    """
+    import os
+
+    prepare_environment(state_dir)
+    os.environ["MLOPS_USE_CASE"] = use_case
+    import uvicorn
+
+    uvicorn.run("services.serving.app:app_from_env", factory=True, host=host, port=port, log_level="info")
+
+
+@app.command()
+def monitor(
+    use_case: UseCaseOpt = "bike_demand",
+    hours: Annotated[float, typer.Option(help="Window: the last N hours of the prediction log.")] = 24.0,
+    retrain: Annotated[bool, typer.Option(help="Start retraining when drift is found.")] = True,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Compare recent predictions (and their labels, where they arrived) with the serving model's
+    training reference using Evidently: per-feature drift, prediction drift and live quality.
+    Writes an HTML report and a JSON summary; on drift, starts the retraining flow.
+    """
+    import time
+
+    prepare_environment(state_dir)
+    try:
+        from pipelines.monitor import monitor_flow
+
+        now = time.time()
+        _print(monitor_flow(use_case=use_case, since=now - hours * 3600, until=now, retrain=retrain))
+    except _known_errors() as err:
+        _fail(str(err))
+
+
+@app.command()
+def retrain(
+    use_case: UseCaseOpt = "bike_demand",
+    reason: Annotated[str, typer.Option(help="Why; recorded on the registered model.")] = "manual",
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Retrain on all curated data, promote the result to champion if it beats the current one,
+    and tell the running service (MLOPS_SERVING_URL) to load it.
+    """
+    prepare_environment(state_dir)
+    try:
+        from pipelines.monitor import retrain_flow
+
+        _print(retrain_flow(use_case=use_case, reason=reason))
+    except (*_known_errors(), ValueError) as err:
+        _fail(str(err))
+
+
+@app.command()
+def demo(
+    use_case: UseCaseOpt = "bike_demand",
+    state_dir: StateDirOpt = None,
+    months: Annotated[int | None, typer.Option(help="Stop after this many monthly drops.")] = None,
+) -> None:
+    """A year in production: bootstrap a model on the first months, then replay each later month as a
+    batch drop (one of them corrupted), serve its records over real HTTP, send the labels back,
+    monitor drift and retrain. Prints a month-by-month table and writes <state dir>/demo-summary.json.
+    Each run starts fresh: it clears what an earlier run wrote (data, registry, reports), keeping Prefect's database.
+    """
+    root = prepare_environment(state_dir)
+    try:
+        from pipelines.demo import run_demo
+
+        summary = run_demo(use_case=use_case, state_dir=root, months=months)
+    except _known_errors() as err:
+        _fail(str(err))
+    typer.echo(f"\nSummary: {summary['summary_path']}")
+
+
+def main() -> None:  # pragma: no cover - console-script entry point
+    sys.exit(app())

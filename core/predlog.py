@@ -1,0 +1,160 @@
+"""The prediction log: every served prediction, and the ground truth that arrives later.
+
+Written by the serving process, read by monitoring. SQLite by default; any
+SQLAlchemy URL (PostgreSQL for the compose stack) works unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+_metadata = sa.MetaData()
+
+predictions = sa.Table(
+    "predictions",
+    _metadata,
+    sa.Column("row_id", sa.Integer, primary_key=True, autoincrement=True),
+    # One id per predicted record: the request id for a single record,
+    # "<request id>/<index>" for each record of a batch.
+    sa.Column("prediction_id", sa.String(128), nullable=False, index=True),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("ts", sa.Float, nullable=False, index=True),
+    sa.Column("use_case", sa.String(64), nullable=False),
+    sa.Column("model_name", sa.String(128), nullable=False),
+    sa.Column("model_version", sa.String(32), nullable=False),
+    sa.Column("variant", sa.String(32), nullable=False, server_default="stable"),
+    sa.Column("features", sa.Text, nullable=False),
+    sa.Column("prediction", sa.Float, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+)
+
+feedback = sa.Table(
+    "feedback",
+    _metadata,
+    sa.Column("prediction_id", sa.String(128), primary_key=True),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionRecord:
+    prediction_id: str
+    request_id: str
+    ts: float
+    use_case: str
+    model_name: str
+    model_version: str
+    variant: str
+    features: dict[str, Any]
+    prediction: float
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledPrediction:
+    prediction_id: str
+    ts: float
+    model_version: str
+    variant: str
+    features: dict[str, Any]
+    prediction: float
+    label: Any | None
+
+
+class PredictionLog:
+    """Synchronous store; the service wraps it in a non-blocking batching writer."""
+
+    def __init__(self, url: str) -> None:
+        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
+        self._engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            # WAL lets monitoring read while the service writes.
+            @sa.event.listens_for(self._engine, "connect")
+            def _wal(dbapi_conn: Any, _: Any) -> None:
+                dbapi_conn.execute("PRAGMA journal_mode=WAL")
+                dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+        _metadata.create_all(self._engine)
+
+    def write(self, records: Sequence[PredictionRecord]) -> None:
+        if not records:
+            return
+        rows = [
+            {
+                "prediction_id": r.prediction_id,
+                "request_id": r.request_id,
+                "ts": r.ts,
+                "use_case": r.use_case,
+                "model_name": r.model_name,
+                "model_version": r.model_version,
+                "variant": r.variant,
+                "features": json.dumps(r.features),
+                "prediction": r.prediction,
+                "latency_ms": r.latency_ms,
+            }
+            for r in records
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(predictions.insert(), rows)
+
+    def unknown_ids(self, prediction_ids: Iterable[str]) -> list[str]:
+        wanted = list(dict.fromkeys(prediction_ids))
+        found: set[str] = set()
+        with self._engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                q = sa.select(predictions.c.prediction_id).where(predictions.c.prediction_id.in_(chunk))
+                found.update(conn.execute(q).scalars())
+        return [i for i in wanted if i not in found]
+
+    def add_feedback(self, labels: Sequence[tuple[str, Any]], *, ts: float) -> None:
+        """Upsert labels; the latest label for an id wins (labels get corrected in practice)."""
+        ids = [pid for pid, _ in labels]
+        with self._engine.begin() as conn:
+            conn.execute(feedback.delete().where(feedback.c.prediction_id.in_(ids)))
+            conn.execute(
+                feedback.insert(),
+                [{"prediction_id": pid, "label": json.dumps(label), "ts": ts} for pid, label in labels],
+            )
+
+    def window(self, *, use_case: str, since: float, until: float) -> list[LabelledPrediction]:
+        q = (
+            sa.select(
+                predictions.c.prediction_id,
+                predictions.c.ts,
+                predictions.c.model_version,
+                predictions.c.variant,
+                predictions.c.features,
+                predictions.c.prediction,
+                feedback.c.label,
+            )
+            .select_from(predictions.outerjoin(feedback, predictions.c.prediction_id == feedback.c.prediction_id))
+            .where(predictions.c.use_case == use_case, predictions.c.ts >= since, predictions.c.ts < until)
+            .order_by(predictions.c.row_id)
+        )
+        with self._engine.connect() as conn:
+            return [
+                LabelledPrediction(
+                    prediction_id=row.prediction_id,
+                    ts=row.ts,
+                    model_version=row.model_version,
+                    variant=row.variant,
+                    features=json.loads(row.features),
+                    prediction=row.prediction,
+                    label=None if row.label is None else json.loads(row.label),
+                )
+                for row in conn.execute(q)
+            ]
+
+    def count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one())
+
+    def close(self) -> None:
+        self._engine.dispose()

@@ -1,0 +1,40 @@
+"""Settings shared by every process; each process extends them with its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.layout import StateLayout
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class CommonSettings(BaseSettings):
+    """Read from ``MLOPS_*`` environment variables (and ``.env`` when present)."""
+
+    model_config = SettingsConfigDict(env_prefix="MLOPS_", env_file=".env", extra="ignore")
+
+    state_dir: Path = Field(default=Path(".mlops"), description="Root of everything the loop writes.")
+    usecases_dir: Path = Field(default=PROJECT_ROOT / "usecases", description="Folder of use-case YAML files.")
+    tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking URI; defaults to SQLite inside the state directory."
+    )
+
+    prediction_log_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the prediction log; defaults to SQLite in the state directory."
+    )
+
+    @property
+    def layout(self) -> StateLayout:
+        return StateLayout(self.state_dir.resolve())
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        return self.tracking_uri or self.layout.tracking_uri
+
+    @property
+    def resolved_prediction_log_url(self) -> str:
+        return self.prediction_log_url or self.layout.prediction_log_url

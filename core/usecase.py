@@ -1,0 +1,266 @@
+"""Declarative use cases: one YAML file describes a dataset and how to learn from it.
+
+Everything dataset-specific lives in the YAML, so adding a tabular dataset needs
+one new file and no code. A malformed file fails with a message that names the
+offending field (``schema.columns.temp.min: Input should be a valid number``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Task = Literal["regression", "classification"]
+
+# Name of the event-time column every curated dataset carries, however it was derived.
+EVENT_TIME_COLUMN = "event_time"
+
+# Direction of every metric the loop knows; promotion needs to know which way is better.
+METRIC_DIRECTION: dict[str, Literal["lower", "higher"]] = {
+    "rmse": "lower",
+    "mae": "lower",
+    "r2": "higher",
+    "precision": "higher",
+    "recall": "higher",
+    "f1": "higher",
+    "roc_auc": "higher",
+    "log_loss": "lower",
+    "accuracy": "higher",
+}
+TASK_METRICS: dict[str, set[str]] = {
+    "regression": {"rmse", "mae", "r2"},
+    "classification": {"precision", "recall", "f1", "roc_auc", "log_loss", "accuracy"},
+}
+ALGORITHMS: dict[str, set[str]] = {
+    "regression": {"ridge", "random_forest", "hist_gradient_boosting"},
+    "classification": {"logistic_regression", "random_forest", "hist_gradient_boosting"},
+}
+
+
+class UseCaseError(ValueError):
+    """A use case could not be found or is malformed; the message names the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnSpec(_Strict):
+    type: Literal["int", "float", "category", "bool", "datetime"]
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.type == "category" and not self.categories:
+            raise ValueError("a category column needs 'categories'")
+        if self.type != "category" and self.categories:
+            raise ValueError("'categories' is only allowed on category columns")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError("'min'/'max' are only allowed on int and float columns")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class Schema(_Strict):
+    columns: dict[str, ColumnSpec] = Field(min_length=1)
+
+
+class Source(_Strict):
+    uri: str = Field(description="Local path (relative to the YAML), http(s):// URL or s3:// URI.")
+    format: Literal["csv"] = "csv"
+
+
+class EventTimeFromColumn(_Strict):
+    kind: Literal["column"]
+    column: str
+
+
+class EventTimeFromDayOfYear(_Strict):
+    """Hourly data that carries only day-of-year and hour (e.g. the bike-sharing set)."""
+
+    kind: Literal["day_of_year_hour"]
+    year: int
+    day_column: str
+    hour_column: str
+
+
+class EventTimeFromArrival(_Strict):
+    """No time in the data: a row's event time is its batch's arrival time."""
+
+    kind: Literal["arrival"]
+
+
+EventTime = Annotated[EventTimeFromColumn | EventTimeFromDayOfYear | EventTimeFromArrival, Field(discriminator="kind")]
+
+
+class Expectation(_Strict):
+    """An extra Great Expectations expectation, in GX's own suite-file form."""
+
+    type: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class Validation(_Strict):
+    suite_name: str
+    expectations: list[Expectation] = Field(default_factory=list)
+
+
+class Promotion(_Strict):
+    metric: str
+    margin: float = Field(ge=0, lt=1, description="Relative improvement over the champion required.")
+
+
+class Split(_Strict):
+    validation_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    test_fraction: float = Field(default=0.15, gt=0, lt=0.5)
+    cv_folds: int = Field(default=3, ge=2, le=10)
+
+
+class Training(_Strict):
+    split: Split = Split()
+    candidates: dict[str, dict[str, list[Any]]] = Field(min_length=1)
+    cyclical: dict[str, float] = Field(default_factory=dict, description="feature -> period (sin/cos encoding)")
+    random_state: int = 42
+
+
+DriftMethod = Literal["wasserstein", "ks", "psi", "kl_div", "jensenshannon", "chisquare", "z", "hellinger"]
+
+
+class Monitoring(_Strict):
+    drift_share: float = Field(gt=0, le=1, description="Share of drifted features that means 'drift'.")
+    num_method: DriftMethod | None = Field(default=None, description="Drift test for numeric features.")
+    num_threshold: float | None = Field(default=None, gt=0, description="Its threshold (distance, or p-value).")
+    cat_method: DriftMethod | None = Field(default=None, description="Drift test for categorical features.")
+    cat_threshold: float | None = Field(default=None, gt=0)
+    min_rows: int = Field(default=50, ge=1)
+    reference_rows: int = Field(default=5000, ge=100)
+
+
+class Demo(_Strict):
+    bootstrap_until: str = Field(description="Rows before this date bootstrap the first model.")
+    batches: Literal["month"] = "month"
+    corrupt_batch: str | None = Field(default=None, description="Month (YYYY-MM) whose drop is corrupted.")
+
+
+class UseCase(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str = ""
+    task: Task
+    model_name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    source: Source
+    schema_: Schema = Field(alias="schema")
+    target: str
+    positive_class: str | None = None
+    features: list[str] = Field(min_length=1)
+    event_time: EventTime
+    metrics: list[str] = Field(min_length=1)
+    promotion: Promotion
+    validation: Validation
+    training: Training
+    monitoring: Monitoring
+    demo: Demo | None = None
+    base_dir: Path = Field(default=Path(), exclude=True)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> UseCase:
+        columns = self.schema_.columns
+        unknown = [f for f in self.features if f not in columns]
+        if unknown:
+            raise ValueError(f"features {unknown} are not in schema.columns")
+        if self.target not in columns:
+            raise ValueError(f"target '{self.target}' is not in schema.columns")
+        if self.target in self.features:
+            raise ValueError(f"target '{self.target}' must not be a feature")
+        for metric in [*self.metrics, self.promotion.metric]:
+            if metric not in TASK_METRICS[self.task]:
+                raise ValueError(
+                    f"metric '{metric}' does not fit task '{self.task}' ({sorted(TASK_METRICS[self.task])})"
+                )
+        if self.promotion.metric not in self.metrics:
+            raise ValueError(f"promotion.metric '{self.promotion.metric}' must be one of metrics")
+        bad_algos = set(self.training.candidates) - ALGORITHMS[self.task]
+        if bad_algos:
+            raise ValueError(
+                f"unknown algorithms {sorted(bad_algos)} for {self.task} ({sorted(ALGORITHMS[self.task])})"
+            )
+        for feature in self.training.cyclical:
+            if feature not in self.features:
+                raise ValueError(f"training.cyclical feature '{feature}' is not a feature")
+        if self.task == "classification":
+            spec = columns[self.target]
+            if spec.type != "category" or not spec.categories or len(spec.categories) != 2:
+                raise ValueError("a classification target must be a category column with exactly two categories")
+            if self.positive_class not in spec.categories:
+                raise ValueError(f"positive_class must be one of {spec.categories}")
+        et = self.event_time
+        needed = {"column": ["column"], "day_of_year_hour": ["day_column", "hour_column"], "arrival": []}[et.kind]
+        for attr in needed:
+            if getattr(et, attr) not in columns:
+                raise ValueError(f"event_time.{attr} '{getattr(et, attr)}' is not in schema.columns")
+        return self
+
+    # -- derived views ---------------------------------------------------
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema_.columns)
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRIC_DIRECTION[self.promotion.metric] == "higher"
+
+    @property
+    def numeric_features(self) -> list[str]:
+        return [f for f in self.features if self.schema_.columns[f].type in ("int", "float", "bool")]
+
+    @property
+    def categorical_features(self) -> list[str]:
+        return [f for f in self.features if self.schema_.columns[f].type == "category"]
+
+    def resolve_source(self) -> str:
+        """The source URI, with a relative local path taken relative to the YAML file."""
+        uri = self.source.uri
+        if "://" in uri or Path(uri).is_absolute():
+            return uri
+        return str((self.base_dir / uri).resolve())
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("function-after",)) or "(top level)"
+        lines.append(f"  {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_use_case(data: Any, *, origin: str, base_dir: Path) -> UseCase:
+    if not isinstance(data, dict):
+        raise UseCaseError(f"{origin}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return UseCase.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as err:
+        raise UseCaseError(f"{origin} is malformed:\n{_format_errors(err)}") from None
+
+
+def load_use_case(name_or_path: str | Path, *, usecases_dir: Path) -> UseCase:
+    """Load a use case by name (``bike_demand``) from ``usecases_dir``, or from a YAML path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = usecases_dir / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in usecases_dir.glob("*.yaml")) if usecases_dir.is_dir() else []
+        raise UseCaseError(f"unknown use case '{name_or_path}' (no {path}); known use cases: {known}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise UseCaseError(f"{path} is not valid YAML: {err}") from None
+    return parse_use_case(data, origin=str(path), base_dir=path.parent)

@@ -1,0 +1,60 @@
+"""Metrics that fit the task, computed the same way in training and in monitoring."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from core.usecase import Task
+
+# GridSearchCV scorer per metric name (sign convention: greater is better).
+SCORERS: dict[str, str] = {
+    "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+    "r2": "r2",
+    "roc_auc": "roc_auc",
+    "f1": "f1",
+    "precision": "precision",
+    "recall": "recall",
+    "accuracy": "accuracy",
+    "log_loss": "neg_log_loss",
+}
+
+
+def model_output(model: Any, X: Any, task: Task) -> np.ndarray:
+    """Regression: the prediction. Classification: the probability of the positive class."""
+    if task == "classification":
+        return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+    return np.asarray(model.predict(X), dtype=np.float64)
+
+
+def evaluate(task: Task, y_true: np.ndarray, y_score: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
+    """All metrics of the task. Undefined values (ROC AUC on one class) are NaN, never an exception."""
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if len(y_true) == 0:
+        raise ValueError("cannot evaluate on zero rows")
+    if task == "regression":
+        return {
+            "rmse": float(skm.root_mean_squared_error(y_true, y_score)),
+            "mae": float(skm.mean_absolute_error(y_true, y_score)),
+            "r2": float(skm.r2_score(y_true, y_score)) if len(y_true) > 1 else math.nan,
+        }
+    y_pred = (y_score >= threshold).astype(int)
+    both_classes = len(np.unique(y_true)) == 2
+    tn, fp, fn, tp = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    return {
+        "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
+        "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "roc_auc": float(skm.roc_auc_score(y_true, y_score)) if both_classes else math.nan,
+        "log_loss": float(skm.log_loss(y_true, np.clip(y_score, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "tn": float(tn),
+        "fp": float(fp),
+        "fn": float(fn),
+        "tp": float(tp),
+    }

@@ -1,0 +1,56 @@
+"""Diagnostic plots logged with every training run (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from core.usecase import Task
+
+
+def save_plots(
+    out_dir: Path, *, task: Task, y_true: np.ndarray, y_score: np.ndarray, importance: dict[str, float]
+) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; must precede pyplot
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+
+    def _save(fig: plt.Figure, name: str) -> None:
+        fig.tight_layout()
+        path = out_dir / name
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        paths.append(path)
+
+    if task == "regression":
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+        ax1.scatter(y_true, y_score, s=4, alpha=0.4)
+        lim = [0, float(max(np.max(y_true), np.max(y_score)))]
+        ax1.plot(lim, lim, "k--", lw=1)
+        ax1.set(xlabel="actual", ylabel="predicted", title="Predicted vs actual (test window)")
+        residuals = y_true - y_score
+        ax2.hist(residuals, bins=40)
+        ax2.set(xlabel="actual - predicted", title="Residuals")
+        _save(fig, "predicted_vs_actual.png")
+    else:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        RocCurveDisplay.from_predictions(y_true, y_score, ax=ax)
+        ax.set_title("ROC (test window)")
+        _save(fig, "roc_curve.png")
+        fig, ax = plt.subplots(figsize=(4, 4))
+        ConfusionMatrixDisplay.from_predictions(y_true, (y_score >= 0.5).astype(int), ax=ax)
+        ax.set_title("Confusion matrix @0.5")
+        _save(fig, "confusion_matrix.png")
+
+    names = sorted(importance, key=importance.__getitem__)
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))
+    ax.barh(names, [importance[n] for n in names])
+    ax.set(xlabel="permutation importance (promotion metric)", title="Feature importance")
+    _save(fig, "feature_importance.png")
+    return paths

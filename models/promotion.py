@@ -1,0 +1,72 @@
+"""The champion/challenger rule, as a pure function."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+Verdict = Literal["champion", "challenger", "rejected"]
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    verdict: Verdict
+    reason: str
+    candidate_score: float
+    champion_score: float | None
+    required: float | None
+
+    @property
+    def promoted(self) -> bool:
+        return self.verdict != "rejected"
+
+
+def decide_promotion(
+    *,
+    metric: str,
+    candidate_score: float,
+    champion_score: float | None,
+    margin: float,
+    higher_is_better: bool,
+) -> PromotionDecision:
+    """First model ever -> champion. Otherwise challenger only if it beats the champion by ``margin``.
+
+    Both scores must come from the same held-out window; the margin is relative
+    (0.02 = at least 2 % better) so one rule fits metrics of any scale.
+    """
+    if math.isnan(candidate_score):
+        return PromotionDecision(
+            "rejected", f"candidate {metric} is undefined (NaN)", candidate_score, champion_score, None
+        )
+    if champion_score is None:
+        return PromotionDecision(
+            "champion",
+            f"no champion yet: first model becomes champion ({metric}={candidate_score:.4g})",
+            candidate_score,
+            None,
+            None,
+        )
+    if math.isnan(champion_score):
+        return PromotionDecision(
+            "challenger",
+            f"champion {metric} is undefined on the held-out window; candidate {metric}={candidate_score:.4g}",
+            candidate_score,
+            champion_score,
+            None,
+        )
+    if higher_is_better:
+        required = champion_score + margin * abs(champion_score)
+        beats = candidate_score >= required
+        cmp = ">=" if beats else "<"
+    else:
+        required = champion_score - margin * abs(champion_score)
+        beats = candidate_score <= required
+        cmp = "<=" if beats else ">"
+    detail = (
+        f"candidate {metric}={candidate_score:.4g} {cmp} required {required:.4g} "
+        f"(champion {champion_score:.4g}, margin {margin:.1%})"
+    )
+    if beats:
+        return PromotionDecision("challenger", f"beats champion: {detail}", candidate_score, champion_score, required)
+    return PromotionDecision("rejected", f"does not beat champion: {detail}", candidate_score, champion_score, required)

@@ -1,0 +1,166 @@
+"""The model registry port and its MLflow adapter.
+
+Pipelines depend on the ``ModelRegistry`` protocol; the composition root hands
+them ``MlflowRegistry``. Aliases carry the deployment state: ``champion`` is
+served, ``challenger`` has beaten it, ``previous`` is the last champion.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+
+
+@dataclass(frozen=True)
+class ModelVersionRef:
+    name: str
+    version: str
+    run_id: str
+    tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """Everything a training run logs, in plain values."""
+
+    experiment: str
+    model_name: str
+    model: Pipeline
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    input_example: pd.DataFrame
+    reference: pd.DataFrame
+    artifacts: list[Path]
+    pip_requirements: list[str]
+
+
+class ModelRegistry(Protocol):
+    def log_and_register(self, record: TrainingRecord) -> ModelVersionRef: ...
+    def by_alias(self, name: str, alias: str) -> ModelVersionRef | None: ...
+    def get(self, name: str, version: str) -> ModelVersionRef: ...
+    def set_alias(self, name: str, alias: str, version: str) -> None: ...
+    def delete_alias(self, name: str, alias: str) -> None: ...
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> None: ...
+    def load(self, name: str, version: str) -> Pipeline: ...
+    def reference(self, ref: ModelVersionRef) -> pd.DataFrame: ...
+
+
+class MlflowRegistry:
+    """MLflow tracking + registry. Works on SQLite files and on a tracking server alike."""
+
+    def __init__(self, *, tracking_uri: str, artifact_root: Path | None = None) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        self._mlflow = mlflow
+        self._tracking_uri = tracking_uri
+        self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._artifact_root = artifact_root
+
+    @property
+    def tracking_uri(self) -> str:
+        return self._tracking_uri
+
+    def _activate(self) -> None:
+        # MLflow's fluent API (start_run, load_model) reads a process-wide URI; set it on every
+        # use so two registries in one process (tests, several state directories) never cross.
+        self._mlflow.set_tracking_uri(self._tracking_uri)
+        self._mlflow.set_registry_uri(self._tracking_uri)
+
+    def _experiment_id(self, name: str) -> str:
+        exp = self._client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        # Without an explicit location MLflow writes artifacts under the *current
+        # directory*; keep them inside the state directory instead.
+        location = (self._artifact_root / name).resolve().as_uri() if self._artifact_root else None
+        return self._client.create_experiment(name, artifact_location=location)
+
+    def log_and_register(self, record: TrainingRecord) -> ModelVersionRef:
+        import mlflow.sklearn
+        from mlflow.models import infer_signature
+        from skops.io import dumps, get_untrusted_types
+
+        mlflow = self._mlflow
+        self._activate()
+        experiment_id = self._experiment_id(record.experiment)
+        example = record.input_example
+        signature = infer_signature(example, record.model.predict(example))
+        # skops refuses types it does not know; this model was produced by us a
+        # moment ago, so its own types are exactly the ones to trust.
+        trusted = get_untrusted_types(data=dumps(record.model))
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_params(record.params)
+            mlflow.log_metrics(record.metrics)
+            mlflow.set_tags(record.tags)
+            for path in record.artifacts:
+                mlflow.log_artifact(str(path), artifact_path="plots")
+            with tempfile.TemporaryDirectory() as tmp:
+                ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+                record.reference.to_parquet(ref_path, index=False)
+                mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+            info = mlflow.sklearn.log_model(
+                record.model,
+                name="model",
+                signature=signature,
+                input_example=example,
+                registered_model_name=record.model_name,
+                # Explicit requirements skip MLflow's slow inference in a subprocess.
+                pip_requirements=record.pip_requirements,
+                skops_trusted_types=trusted,
+            )
+        version = str(info.registered_model_version)
+        self.tag(record.model_name, version, record.tags)
+        return ModelVersionRef(record.model_name, version, run.info.run_id, dict(record.tags))
+
+    def by_alias(self, name: str, alias: str) -> ModelVersionRef | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self._client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        return ModelVersionRef(name, str(mv.version), mv.run_id, dict(mv.tags))
+
+    def get(self, name: str, version: str) -> ModelVersionRef:
+        mv = self._client.get_model_version(name, version)
+        return ModelVersionRef(name, str(mv.version), mv.run_id, dict(mv.tags))
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._client.set_registered_model_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.delete_registered_model_alias(name, alias)
+        except MlflowException:
+            pass  # already absent: deleting is idempotent
+
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self._client.set_model_version_tag(name, version, key, value)
+
+    def load(self, name: str, version: str) -> Pipeline:
+        import mlflow.sklearn
+
+        self._activate()
+        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+
+    def reference(self, ref: ModelVersionRef) -> pd.DataFrame:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self._mlflow.artifacts.download_artifacts(
+                run_id=ref.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp, tracking_uri=self._tracking_uri
+            )
+            return pd.read_parquet(path)

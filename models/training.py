@@ -1,0 +1,145 @@
+"""Train every candidate with a small time-aware search, pick the best, score it on held-out data.
+
+Pure: takes a frame, returns fitted objects and numbers. Tracking and
+registration happen in ``models.registry``; orchestration in ``pipelines``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.inspection import permutation_importance
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from core.usecase import EVENT_TIME_COLUMN, UseCase
+from models.algorithms import make_estimator
+from models.features import build_preprocessor
+from models.frames import coerce_features, target_vector
+from models.metrics import SCORERS, evaluate, model_output
+from models.splits import TimeSplit, time_ordered_split, time_series_cv
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    algorithm: str
+    best_params: dict[str, Any]
+    cv_score: float
+    validation_metrics: dict[str, float]
+    fit_seconds: float
+
+
+@dataclass
+class TrainingResult:
+    model: Pipeline
+    algorithm: str
+    params: dict[str, Any]
+    candidates: list[CandidateResult]
+    test_metrics: dict[str, float]
+    split: TimeSplit
+    reference: pd.DataFrame
+    feature_importance: dict[str, float] = field(default_factory=dict)
+
+
+def make_pipeline(use_case: UseCase, algorithm: str) -> Pipeline:
+    """The one object that goes to the registry: preprocessing and model together."""
+    return Pipeline(
+        [
+            ("features", build_preprocessor(use_case)),
+            ("model", make_estimator(use_case.task, algorithm, seed=use_case.training.random_state)),
+        ]
+    )
+
+
+def _selection_score(use_case: UseCase, metrics: dict[str, float]) -> float:
+    score = metrics[use_case.promotion.metric]
+    return score if use_case.higher_is_better else -score
+
+
+def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
+    """Tune each candidate with time-series CV on the training window, select on validation, refit, test.
+
+    The final model is refitted on train + validation with the winning
+    parameters and scored once on the untouched, newest test window.
+    """
+    missing = [c for c in [*use_case.features, use_case.target, EVENT_TIME_COLUMN] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"training frame lacks columns {missing}")
+    frame = frame.dropna(subset=[use_case.target])
+    cfg = use_case.training
+    split = time_ordered_split(
+        frame,
+        time_column=EVENT_TIME_COLUMN,
+        validation_fraction=cfg.split.validation_fraction,
+        test_fraction=cfg.split.test_fraction,
+    )
+    X_train, y_train = coerce_features(split.train, use_case), target_vector(split.train, use_case)
+    X_val, y_val = coerce_features(split.validation, use_case), target_vector(split.validation, use_case)
+
+    candidates: list[CandidateResult] = []
+    best: tuple[float, str, dict[str, Any]] | None = None
+    for algorithm, grid in cfg.candidates.items():
+        started = time.perf_counter()
+        search = GridSearchCV(
+            make_pipeline(use_case, algorithm),
+            param_grid={f"model__{k}": v for k, v in grid.items()},
+            scoring=SCORERS[use_case.promotion.metric],
+            cv=time_series_cv(cfg.split.cv_folds),
+            n_jobs=1,
+            error_score="raise",
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            search.fit(X_train, y_train)
+        val_metrics = evaluate(use_case.task, y_val, model_output(search.best_estimator_, X_val, use_case.task))
+        params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+        candidates.append(
+            CandidateResult(algorithm, params, float(search.best_score_), val_metrics, time.perf_counter() - started)
+        )
+        score = _selection_score(use_case, val_metrics)
+        if best is None or score > best[0]:
+            best = (score, algorithm, params)
+
+    assert best is not None  # candidates is never empty (validated in the use case)
+    _, algorithm, params = best
+    train_val = pd.concat([split.train, split.validation])
+    model = clone(make_pipeline(use_case, algorithm)).set_params(**{f"model__{k}": v for k, v in params.items()})
+    model.fit(coerce_features(train_val, use_case), target_vector(train_val, use_case))
+
+    X_test, y_test = coerce_features(split.test, use_case), target_vector(split.test, use_case)
+    test_metrics = evaluate(use_case.task, y_test, model_output(model, X_test, use_case.task))
+    return TrainingResult(
+        model=model,
+        algorithm=algorithm,
+        params=params,
+        candidates=candidates,
+        test_metrics=test_metrics,
+        split=split,
+        reference=build_reference(model, train_val, use_case),
+        feature_importance=_importance(model, X_test, y_test, use_case),
+    )
+
+
+def build_reference(model: Pipeline, frame: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
+    """What monitoring compares live traffic with: training features, target and the model's predictions."""
+    sample = frame.sample(n=min(len(frame), use_case.monitoring.reference_rows), random_state=0).sort_index()
+    X = coerce_features(sample, use_case)
+    out = X.copy()
+    out["prediction"] = model_output(model, X, use_case.task)
+    out["target"] = target_vector(sample, use_case)
+    return out.reset_index(drop=True)
+
+
+def _importance(model: Pipeline, X: pd.DataFrame, y: np.ndarray, use_case: UseCase) -> dict[str, float]:
+    """Permutation importance on the test window: model-agnostic and in terms of the input columns."""
+    n = min(len(X), 1500)
+    result = permutation_importance(
+        model, X.iloc[:n], y[:n], scoring=SCORERS[use_case.promotion.metric], n_repeats=3, random_state=0, n_jobs=1
+    )
+    return {f: float(v) for f, v in zip(X.columns, result.importances_mean, strict=True)}

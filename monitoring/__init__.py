@@ -1,0 +1,1 @@
+"""Drift and performance reports with Evidently. Never imported by the serving process."""

@@ -1,0 +1,1 @@
+"""Long-running services. Uses ``models`` and ``core``; never ``pipelines``, Prefect, GX or Evidently."""

@@ -1,0 +1,73 @@
+"""Request and response models; the record model is generated from the use case's schema."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, create_model
+
+from core.usecase import ColumnSpec, UseCase
+
+
+def _field_type(spec: ColumnSpec) -> tuple[Any, Any]:
+    bounds = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
+    if spec.type == "int":
+        annotation: Any = StrictInt
+    elif spec.type == "bool":
+        annotation = Literal[0, 1]
+    elif spec.type == "float":
+        # Strict: "0.5" (a string) or true is a wrong type, not a number; ints are fine as floats.
+        annotation = StrictFloat
+    elif spec.type == "category":
+        annotation = Literal[tuple(spec.categories or ())]
+    else:
+        annotation = str
+    if spec.nullable:
+        annotation = annotation | None
+    return annotation, Field(default=None if spec.nullable else ..., description=spec.description or None, **bounds)
+
+
+def record_model(use_case: UseCase) -> type[BaseModel]:
+    """A pydantic model of one prediction request record: the use case's features, nothing else."""
+    fields = {name: _field_type(use_case.schema_.columns[name]) for name in use_case.features}
+    return create_model(
+        "".join(part.title() for part in use_case.name.split("_")) + "Record",
+        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+        **fields,
+    )
+
+
+class Prediction(BaseModel):
+    id: str = Field(description="Use it to send the ground truth to /feedback.")
+    value: float = Field(description="Regression: the prediction. Classification: probability of the positive class.")
+    label: str | None = Field(default=None, description="Classification: the predicted class at threshold 0.5.")
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    model_name: str
+    model_version: str
+    predictions: list[Prediction]
+
+
+class Label(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=128, description="A prediction id returned by /predict.")
+    label: StrictInt | StrictFloat | str
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: list[Label] = Field(min_length=1, max_length=100_000)
+
+
+class FeedbackResponse(BaseModel):
+    accepted: int
+
+
+class Readiness(BaseModel):
+    ready: bool
+    use_case: str
+    model_name: str
+    model_version: str | None = None
+    reason: str | None = None

@@ -1,0 +1,26 @@
+"""Settings of the serving process."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from core.settings import CommonSettings
+
+DEFAULT_ADMIN_TOKEN = "dev-admin-token"
+
+
+class ServingSettings(CommonSettings):
+    use_case: str = Field(default="bike_demand", description="Use case whose champion is served.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_token: str = Field(default=DEFAULT_ADMIN_TOKEN, description="Token for /admin endpoints.")
+    dev_mode: bool = Field(default=True, description="Allow the default admin token (never in production).")
+    max_records: int = Field(default=10_000, ge=1, description="Most records one /predict request may carry.")
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    log_queue_size: int = Field(default=100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _no_default_secret_in_production(self) -> ServingSettings:
+        if not self.dev_mode and self.admin_token == DEFAULT_ADMIN_TOKEN:
+            raise ValueError("MLOPS_ADMIN_TOKEN must be set to a secret when MLOPS_DEV_MODE is false")
+        return self

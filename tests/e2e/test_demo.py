@@ -1,0 +1,77 @@
+"""`mlops demo` as a user runs it: its own process, a real service process, a temporary Prefect server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+MLOPS = str(Path(sys.executable).with_name("mlops"))  # the console script, as installed
+
+
+def run_demo(state_dir: Path, *args: str, timeout: int = 600) -> dict:
+    env = {**os.environ, "PREFECT_HOME": str(state_dir.parent / "prefect-home")}
+    env.pop("MLOPS_STATE_DIR", None)
+    proc = subprocess.run(
+        [MLOPS, "demo", "--state-dir", str(state_dir), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((state_dir / "demo-summary.json").read_text())
+
+
+@pytest.mark.slow
+def test_a_year_in_production_tells_the_real_story(tmp_path: Path):
+    summary = run_demo(tmp_path / "state")
+    months = summary["months"]
+    assert summary["use_case"] == "bike_demand" and summary["metric"] == "rmse"
+    assert [m["month"] for m in months] == [f"2011-{i:02d}" for i in range(4, 13)]
+    for m in months:  # no row is ever lost
+        assert m["rows_received"] == m["rows_accepted"] + m["rows_quarantined"], m
+    assert sum(m["rows_received"] for m in months) + summary["bootstrap"]["rows"] == 8645
+    corrupted = {m["month"]: m for m in months}["2011-07"]
+    assert corrupted["rows_quarantined"] == 40 and corrupted["rows_accepted"] == 704
+    assert all(m["rows_quarantined"] == 0 for m in months if m["month"] != "2011-07")
+
+    # seasonal drift is detected, and not in every month
+    assert months[0]["drift_detected"], "spring against a winter reference must drift"
+    assert not all(m["drift_detected"] for m in months)
+    retrained = [m for m in months if m["retrained"]]
+    assert retrained and all(m["drift_detected"] for m in retrained)
+    # the model that serves a month is the one promoted after the previous month
+    for before, after in itertools.pairwise(months):
+        if before["promoted_version"]:
+            assert after["live_model_version"] == before["promoted_version"]
+
+    story = summary["story"]
+    assert story["months_after_first_retrain"] >= 6
+    assert story["mean_live_error_after"] < story["mean_baseline_error_after"]
+
+    for path in summary["reports"].values():
+        assert Path(path).is_file(), path
+
+
+@pytest.mark.slow
+def test_the_classifier_runs_the_same_loop_and_twice_in_a_row(tmp_path: Path):
+    state = tmp_path / "state"
+    first = run_demo(state, "--use-case", "credit_default", "--months", "2")
+    second = run_demo(state, "--use-case", "credit_default", "--months", "2")  # starts fresh, same story
+    for summary in (first, second):
+        assert summary["use_case"] == "credit_default" and summary["metric"] == "roc_auc"
+        assert len(summary["months"]) == 2
+        for m in summary["months"]:
+            assert m["rows_received"] == m["rows_accepted"] + m["rows_quarantined"]
+            assert 0.8 < m["live_error"] <= 1.0  # ROC AUC of the served model on the month
+    assert second["bootstrap"]["model_version"] == "1"  # fresh registry, not a resumed one
+    assert [m["rows_received"] for m in first["months"]] == [m["rows_received"] for m in second["months"]]

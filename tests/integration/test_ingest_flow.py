@@ -1,0 +1,118 @@
+"""The ingestion flow on real files: landing, GX validation, curated and quarantine datasets."""
+
+from __future__ import annotations
+
+import json
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from core.layout import StateLayout
+from pipelines.demo import corrupt
+from pipelines.ingest import ingest_flow
+from pipelines.storage import DataLake
+from tests.conftest import csv_bytes
+
+
+def _month(bike_raw: pd.DataFrame, name: str) -> pd.DataFrame:
+    return bike_raw[bike_raw.mnth == name]
+
+
+def test_clean_batch_is_curated_by_event_date(state_dir: Path, bike_raw, tmp_path, bike):
+    path = tmp_path / "april.csv"
+    path.write_bytes(csv_bytes(_month(bike_raw, "April")))
+    result = ingest_flow(source=str(path), use_case="bike_demand", state_dir=str(state_dir))
+    assert result["status"] == "accepted"
+    assert result["rows_received"] == result["rows_accepted"] == 719 and result["rows_quarantined"] == 0
+    layout = StateLayout(state_dir)
+    partitions = sorted(p.name for p in (layout.curated / "bike_demand").iterdir())
+    assert partitions[0] == "event_date=2011-04-01" and partitions[-1] == "event_date=2011-04-30"
+    curated = DataLake(layout).read_curated("bike_demand")
+    assert len(curated) == 719 and curated.event_time.is_monotonic_increasing
+    assert curated.hr.dtype == "Int64" and curated.temp.dtype == "float64"
+    raw = Path(result["raw_path"])
+    assert raw.read_bytes() == path.read_bytes()
+    assert raw.stat().st_mode & 0o222 == 0  # landed read-only
+    assert Path(result["data_docs"]).is_file()
+
+
+def test_corrupted_batch_quarantines_bad_rows_with_reasons(state_dir: Path, bike_raw, tmp_path, bike):
+    path = tmp_path / "july.csv"
+    path.write_bytes(corrupt(_month(bike_raw, "July"), bike))
+    result = ingest_flow(source=str(path), use_case="bike_demand", state_dir=str(state_dir))
+    assert result["status"] == "partial"
+    assert result["rows_received"] == 744 == result["rows_accepted"] + result["rows_quarantined"]
+    assert result["rows_quarantined"] == 36 + 1 + 3
+    quarantine = DataLake(StateLayout(state_dir)).read_quarantine("bike_demand")
+    assert len(quarantine) == result["rows_quarantined"]
+    reasons = [json.loads(r) for r in quarantine.reasons]
+    assert sum("expect_column_values_to_be_between(windspeed, min=0.0, max=1.0)" in r for r in reasons) == 36
+    assert sum(any(x.startswith("malformed") for x in r) for r in reasons) == 3
+    assert sum(any("is not a valid int" in x for x in r) for r in reasons) == 1
+    # the original values are kept, so a fixed feed can be replayed
+    sentinel = quarantine[quarantine.reasons.str.contains("windspeed")].iloc[0]
+    assert json.loads(sentinel.raw)["windspeed"] == "-99"
+
+
+def test_reingesting_the_same_bytes_is_a_no_op(state_dir: Path, bike_raw, tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "renamed.csv"
+    first.write_bytes(csv_bytes(_month(bike_raw, "May")))
+    second.write_bytes(first.read_bytes())
+    one = ingest_flow(source=str(first), use_case="bike_demand", state_dir=str(state_dir))
+    files_before = sorted(StateLayout(state_dir).curated.rglob("*.parquet"))
+    two = ingest_flow(source=str(second), use_case="bike_demand", state_dir=str(state_dir))
+    assert two["duplicate"] is True and two["batch_id"] == one["batch_id"]
+    assert sorted(StateLayout(state_dir).curated.rglob("*.parquet")) == files_before
+    assert len(DataLake(StateLayout(state_dir)).read_curated("bike_demand")) == 744
+
+
+@pytest.mark.parametrize(
+    ("make", "reason", "received"),
+    [
+        (lambda f: f.drop(columns=["temp"]), "missing columns ['temp']", 720),
+        (lambda f: f.assign(colour="red"), "unexpected columns ['colour']", 720),
+        (lambda f: f.iloc[0:0], "no data rows", 0),
+    ],
+)
+def test_broken_batch_is_rejected_whole_and_kept(state_dir: Path, bike_raw, tmp_path, make, reason, received):
+    path = tmp_path / "broken.csv"
+    path.write_bytes(csv_bytes(make(_month(bike_raw, "June"))))
+    result = ingest_flow(source=str(path), use_case="bike_demand", state_dir=str(state_dir))
+    assert result["status"] == "rejected" and reason in result["reason"]
+    assert result["rows_received"] == result["rows_quarantined"] == received and result["rows_accepted"] == 0
+    assert Path(result["raw_path"]).read_bytes() == path.read_bytes()
+    lake = DataLake(StateLayout(state_dir))
+    assert lake.read_curated("bike_demand").empty
+    assert reason in lake.read_quarantine("bike_demand").reasons.iloc[0]
+
+
+def test_empty_file_is_rejected(state_dir: Path, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    result = ingest_flow(source=str(path), use_case="bike_demand", state_dir=str(state_dir))
+    assert result["status"] == "rejected" and "empty" in result["reason"] and result["rows_received"] == 0
+
+
+def test_batch_over_http(state_dir: Path, bike_raw, tmp_path):
+    """A real HTTP server on loopback serves the batch; fsspec reads it by URL."""
+    (tmp_path / "aug.csv").write_bytes(csv_bytes(_month(bike_raw, "Aug")))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/aug.csv"
+        result = ingest_flow(source=url, use_case="bike_demand", state_dir=str(state_dir))
+    finally:
+        server.shutdown()
+    assert result["source"] == url and result["rows_accepted"] == 731
+
+
+def test_missing_source_fails_clearly(state_dir: Path, tmp_path):
+    from pipelines.sources import SourceError
+
+    with pytest.raises(SourceError, match="batch not found"):
+        ingest_flow(source=str(tmp_path / "nope.csv"), use_case="bike_demand", state_dir=str(state_dir))

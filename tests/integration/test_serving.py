@@ -1,0 +1,159 @@
+"""The serving app on a real registry: predictions, validation errors, feedback, readiness, reload."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from core.layout import StateLayout
+from core.predlog import PredictionLog
+from services.serving.app import create_app
+from services.serving.settings import ServingSettings
+
+RECORD = {
+    "hr": 8,
+    "weekday": 2,
+    "workingday": 1,
+    "holiday": 0,
+    "weathersit": "clear",
+    "temp": 0.5,
+    "atemp": 0.48,
+    "hum": 0.6,
+    "windspeed": 0.2,
+}
+TOKEN = "test-token"
+
+
+def _settings(root: Path, **extra) -> ServingSettings:
+    return ServingSettings(state_dir=root, use_case="bike_demand", admin_token=TOKEN, **extra)
+
+
+@pytest.fixture
+def client(trained_state: Path, tmp_path: Path) -> Iterator[TestClient]:
+    settings = _settings(
+        trained_state, prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}", max_records=50, max_body_bytes=20_000
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_health_and_ready(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["model_version"] == "1"
+
+
+def test_predict_one_record(client):
+    r = client.post("/predict", json=RECORD, headers={"X-Request-ID": "req-1"})
+    assert r.status_code == 200
+    body = r.json()
+    assert r.headers["X-Model-Version"] == "1" == body["model_version"] and body["model_name"] == "bike-demand"
+    assert body["predictions"][0]["id"] == "req-1" and body["predictions"][0]["value"] > 0
+
+
+def test_predict_a_batch_gives_each_record_an_id(client):
+    r = client.post("/predict", json=[RECORD, {**RECORD, "hr": 3}], headers={"X-Request-ID": "b"})
+    ids = [p["id"] for p in r.json()["predictions"]]
+    assert ids == ["b/0", "b/1"]
+    rush, night = (p["value"] for p in r.json()["predictions"])
+    assert rush > night
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "value"),
+    [
+        ({k: v for k, v in RECORD.items() if k != "temp"}, "temp", None),
+        ({**RECORD, "colour": "red"}, "colour", "red"),
+        ({**RECORD, "hr": "eight"}, "hr", "eight"),
+        ({**RECORD, "hr": 8.5}, "hr", 8.5),
+        ({**RECORD, "temp": 1.7}, "temp", 1.7),
+        ({**RECORD, "weathersit": "sunny"}, "weathersit", "sunny"),
+    ],
+)
+def test_bad_records_get_a_422_naming_field_and_value(client, record, field, value):
+    r = client.post("/predict", json=record)
+    assert r.status_code == 422
+    errors = r.json()["detail"]
+    assert any(e["loc"][-1] == field for e in errors)
+    if value is not None:
+        assert any(e.get("input") == value for e in errors)
+
+
+def test_nan_and_infinity_are_rejected(client):
+    body = json.dumps(RECORD).replace('"temp": 0.5', '"temp": NaN')
+    r = client.post("/predict", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"] == [
+        {"type": "finite_number", "loc": ["body", "temp"], "msg": "Input should be a finite number", "input": "nan"}
+    ]
+
+
+def test_batch_errors_name_the_record_index(client):
+    r = client.post("/predict", json=[RECORD, {**RECORD, "hum": -1}])
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", 1, "hum"]
+
+
+def test_malformed_json_and_wrong_shapes(client):
+    assert (
+        client.post("/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    )
+    assert client.post("/predict", json="a string").status_code == 422
+    assert client.post("/predict", json=[]).status_code == 422
+
+
+def test_oversized_requests_are_refused(client):
+    assert client.post("/predict", json=[RECORD] * 51).status_code == 413
+    huge = json.dumps([RECORD] * 300)
+    r = client.post("/predict", content=huge, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "exceeds" in r.json()["detail"]
+
+
+def test_feedback_is_stored_against_logged_predictions(client, tmp_path):
+    client.post("/predict", json=[RECORD, RECORD], headers={"X-Request-ID": "fb"})
+    r = client.post("/feedback", json={"labels": [{"id": "fb/0", "label": 120}, {"id": "fb/1", "label": 80.5}]})
+    assert r.status_code == 200 and r.json() == {"accepted": 2}
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    rows = log.window(use_case="bike_demand", since=0, until=1e12)
+    assert [(r.prediction_id, r.label, r.model_version) for r in rows] == [("fb/0", 120, "1"), ("fb/1", 80.5, "1")]
+    assert rows[0].features == RECORD
+
+
+def test_feedback_for_unknown_ids_stores_nothing(client, tmp_path):
+    client.post("/predict", json=RECORD, headers={"X-Request-ID": "known"})
+    r = client.post("/feedback", json={"labels": [{"id": "known", "label": 1}, {"id": "ghost", "label": 2}]})
+    assert r.status_code == 404 and r.json()["detail"]["unknown_ids"] == ["ghost"]
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    assert log.window(use_case="bike_demand", since=0, until=1e12)[0].label is None
+
+
+def test_admin_reload_needs_the_token(client):
+    assert client.post("/admin/reload").status_code == 401
+    assert client.post("/admin/reload", headers={"X-Admin-Token": "wrong"}).status_code == 403
+    r = client.post("/admin/reload", headers={"X-Admin-Token": TOKEN})
+    assert r.status_code == 200 and r.json()["model_version"] == "1"
+
+
+def test_no_champion_yet(tmp_path):
+    settings = _settings(tmp_path / "empty")
+    with TestClient(create_app(settings)) as c:
+        ready = c.get("/ready")
+        assert ready.status_code == 503 and "no 'champion' for model 'bike-demand'" in ready.json()["reason"]
+        r = c.post("/predict", json=RECORD)
+        assert r.status_code == 503 and "no model to serve" in r.json()["detail"]
+        assert c.post("/admin/reload", headers={"X-Admin-Token": TOKEN}).status_code == 503
+
+
+def test_default_token_refused_outside_dev_mode(tmp_path):
+    with pytest.raises(ValueError, match="MLOPS_ADMIN_TOKEN must be set"):
+        ServingSettings(state_dir=tmp_path, dev_mode=False)
+
+
+def test_prediction_log_default_lives_in_the_state_dir(trained_state: Path):
+    with TestClient(create_app(_settings(trained_state))) as c:
+        c.post("/predict", json=RECORD, headers={"X-Request-ID": "default-log"})
+    log = PredictionLog(StateLayout(trained_state).prediction_log_url)
+    assert "default-log" in {r.prediction_id for r in log.window(use_case="bike_demand", since=0, until=1e12)}

@@ -1,0 +1,53 @@
+"""The serving role as its own process: real HTTP, and none of the pipeline's heavy dependencies."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from pipelines.demo import running_service
+from tests.conftest import ROOT
+
+HEAVY = ("prefect", "great_expectations", "evidently")
+
+
+def test_serve_over_real_http(trained_state: Path, tmp_path: Path):
+    with running_service(use_case="bike_demand", state_dir=trained_state, log_path=tmp_path / "serve.log") as url:
+        record = {
+            "hr": 17,
+            "weekday": 3,
+            "workingday": 1,
+            "holiday": 0,
+            "weathersit": "clear",
+            "temp": 0.4,
+            "atemp": 0.4,
+            "hum": 0.5,
+            "windspeed": 0.1,
+        }
+        r = httpx.post(f"{url}/predict", json=record, headers={"X-Request-ID": "proc-1"})
+        assert r.status_code == 200 and r.headers["x-model-version"] == "1"
+        fb = httpx.post(f"{url}/feedback", json={"labels": [{"id": "proc-1", "label": 250}]})
+        assert fb.status_code == 200
+        assert httpx.get(f"{url}/docs").status_code == 200
+
+
+def test_serving_process_never_imports_pipeline_dependencies(trained_state: Path):
+    """Start the app with its lifespan (model loaded from the registry), then list what got imported."""
+    script = (
+        "import sys, json\n"
+        "from fastapi.testclient import TestClient\n"
+        "from services.serving.app import app_from_env\n"
+        "with TestClient(app_from_env()) as c:\n"
+        "    assert c.get('/ready').status_code == 200\n"
+        f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))\n"
+    )
+    env = {**os.environ, "MLOPS_STATE_DIR": str(trained_state), "MLOPS_USE_CASE": "bike_demand"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -1,0 +1,54 @@
+"""The training flow against a real MLflow registry (SQLite): tracking, registration, promotion rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlflow import MlflowClient
+
+from core.layout import StateLayout
+from models.registry import CHALLENGER, CHAMPION, MlflowRegistry
+from pipelines.train import train_flow
+
+
+def _client(root: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=StateLayout(root).tracking_uri, registry_uri=StateLayout(root).tracking_uri)
+
+
+def test_first_model_is_champion_with_everything_logged(trained_state: Path):
+    client = _client(trained_state)
+    mv = client.get_model_version_by_alias("bike-demand", CHAMPION)
+    assert str(mv.version) == "1"
+    assert mv.tags["promotion_verdict"] == "champion" and "first model" in mv.tags["promotion_reason"]
+    run = client.get_run(mv.run_id)
+    assert {"test_rmse", "test_mae", "test_r2"} <= set(run.data.metrics)
+    assert {"cv_ridge", "cv_random_forest", "cv_hist_gradient_boosting"} <= set(run.data.metrics)
+    assert len(run.data.tags["data_version"]) == 16 and run.data.params["algorithm"]
+    # time-ordered windows, recorded on the run
+    assert run.data.tags["split_train_end"] < run.data.tags["split_validation_start"]
+    assert run.data.tags["split_validation_end"] < run.data.tags["split_test_start"]
+    artifacts = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
+    assert artifacts == {"plots/predicted_vs_actual.png", "plots/feature_importance.png"}
+    # artifacts live inside the state directory, never in the working directory
+    assert str(trained_state.resolve()) in client.get_experiment(run.info.experiment_id).artifact_location
+
+
+def test_the_registered_model_carries_its_features_and_signature(trained_state: Path, bike, bike_frame):
+    registry = MlflowRegistry(tracking_uri=StateLayout(trained_state).tracking_uri)
+    model = registry.load("bike-demand", "1")
+    july = bike_frame[bike_frame.mnth == "July"].head(5)
+    predictions = model.predict(july[bike.features])  # raw columns in: preprocessing is inside the model
+    assert predictions.shape == (5,)
+    reference = registry.reference(registry.get("bike-demand", "1"))
+    assert {"prediction", "target", *bike.features} <= set(reference.columns) and len(reference) > 1000
+
+
+def test_a_model_that_does_not_beat_the_champion_gets_no_alias(trained_state: Path):
+    """Same data, same seed: the new candidate ties the champion, which is not enough."""
+    result = train_flow(use_case="bike_demand", state_dir=str(trained_state))
+    assert result["decision"]["verdict"] == "rejected"
+    assert "does not beat champion" in result["decision"]["reason"]
+    client = _client(trained_state)
+    assert str(client.get_model_version_by_alias("bike-demand", CHAMPION).version) == "1"
+    assert CHALLENGER not in client.get_registered_model("bike-demand").aliases
+    assert client.get_model_version("bike-demand", result["version"]).tags["compared_with_champion"] == "1"

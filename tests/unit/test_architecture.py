@@ -1,0 +1,27 @@
+"""The import contracts of pyproject.toml ([tool.importlinter]) hold."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+
+def test_import_contracts_are_kept():
+    lint_imports = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run([str(lint_imports)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 kept, 0 broken" in out.stdout
+
+
+def test_importing_the_packages_does_no_work():
+    """Importing the packages (and the CLI, so `mlops --help`) loads none of the heavy libraries."""
+    code = (
+        "import sys; import cli.main, pipelines, services.serving, models, monitoring, core; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'prefect', 'great_expectations', 'evidently', 'mlflow', 'sklearn'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,48 @@
+"""The demo's drop generator, corruption and story (pure)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipelines.batches import parse_csv
+from pipelines.demo import BOOTSTRAP, MonthRow, corrupt, format_table, split_into_drops, story
+from tests.conftest import DATA
+
+
+def _raw(name: str) -> pd.DataFrame:
+    return pd.read_csv(DATA / name, dtype=str, keep_default_na=False)
+
+
+def test_bike_drops_bootstrap_then_one_per_month(bike):
+    raw = _raw("Bikeshare.csv")
+    drops = split_into_drops(raw, bike)
+    assert list(drops) == [BOOTSTRAP] + [f"2011-{m:02d}" for m in range(4, 13)]
+    assert sum(len(d) for d in drops.values()) == len(raw) == 8645
+    assert set(drops[BOOTSTRAP].mnth) == {"Jan", "Feb", "March"}
+    assert set(drops["2011-07"].mnth) == {"July"}
+
+
+def test_credit_drops_spread_rows_over_the_year(credit):
+    drops = split_into_drops(_raw("Default.csv"), credit)
+    assert len(drops) == 10 and sum(len(d) for d in drops.values()) == 10_000
+
+
+def test_corruption_breaks_rows_but_keeps_the_header(bike):
+    month = split_into_drops(_raw("Bikeshare.csv"), bike)["2011-07"]
+    data = corrupt(month, bike)
+    parsed = parse_csv(data, bike)
+    assert parsed.rows_received == len(month)
+    assert len(parsed.malformed) == 3
+    assert (parsed.frame["windspeed"] == "-99").sum() == 36
+
+
+def test_story_compares_errors_after_the_first_retraining():
+    rows = [
+        MonthRow("2011-04", 1, 1, 0, True, 0.5, "1", 10, 10, True, "2"),
+        MonthRow("2011-05", 1, 1, 0, False, 0.1, "2", 8, 12, False),
+        MonthRow("2011-06", 1, 1, 0, False, 0.1, "2", 6, 14, False),
+    ]
+    s = story(rows)
+    assert s["first_retrain_month"] == "2011-04" and s["months_after_first_retrain"] == 2
+    assert s["mean_live_error_after"] == 7 and s["mean_baseline_error_after"] == 13
+    assert "yes -> v2" in format_table(rows, "rmse")

@@ -1,0 +1,81 @@
+"""Splits, metrics and the custom transformer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.utils.estimator_checks import check_estimator
+
+from models.features import CyclicalEncoder, build_preprocessor
+from models.metrics import evaluate
+from models.splits import time_ordered_split, time_series_cv
+
+
+def test_cyclical_encoder_follows_the_estimator_contract():
+    check_estimator(CyclicalEncoder())
+
+
+def test_cyclical_encoder_puts_midnight_next_to_23h():
+    enc = CyclicalEncoder(period=24).fit(pd.DataFrame({"hr": [0, 12, 23]}))
+    out = enc.transform(pd.DataFrame({"hr": [0, 12, 23]}))
+    assert list(enc.get_feature_names_out()) == ["hr_sin", "hr_cos"]
+    distance = lambda a, b: float(np.linalg.norm(out[a] - out[b]))  # noqa: E731
+    assert distance(0, 2) < distance(0, 1)
+
+
+def test_cyclical_encoder_rejects_bad_period():
+    with pytest.raises(ValueError, match="period must be positive"):
+        CyclicalEncoder(period=0).fit(np.ones((3, 1)))
+
+
+def test_preprocessor_names_every_output(bike, bike_frame):
+    pre = build_preprocessor(bike).fit(bike_frame[bike.features])
+    names = list(pre.get_feature_names_out())
+    assert "cyclical_hr__hr_sin" in names and "categorical__weathersit_clear" in names
+    assert not any("bikers" in n or "casual" in n for n in names)
+
+
+def test_time_split_never_leaks_the_future(bike_frame):
+    split = time_ordered_split(
+        bike_frame.sample(frac=1, random_state=1),
+        time_column="event_time",
+        validation_fraction=0.15,
+        test_fraction=0.15,
+    )
+    assert split.train.event_time.max() < split.validation.event_time.min()
+    assert split.validation.event_time.max() < split.test.event_time.min()
+    assert len(split.train) + len(split.validation) + len(split.test) == len(bike_frame)
+
+
+def test_time_split_keeps_equal_timestamps_together():
+    frame = pd.DataFrame({"t": np.repeat(np.arange(10), 10), "x": range(100)})
+    split = time_ordered_split(frame, time_column="t", validation_fraction=0.25, test_fraction=0.25)
+    assert set(split.train.t).isdisjoint(split.validation.t) and set(split.validation.t).isdisjoint(split.test.t)
+
+
+def test_time_split_refuses_too_little_data():
+    with pytest.raises(ValueError, match="at least 30 rows"):
+        time_ordered_split(pd.DataFrame({"t": range(5)}), time_column="t", validation_fraction=0.2, test_fraction=0.2)
+
+
+def test_cv_folds_validate_after_they_train():
+    for train_idx, val_idx in time_series_cv(3).split(np.arange(100)):
+        assert train_idx.max() < val_idx.min()
+
+
+def test_regression_metrics():
+    m = evaluate("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))
+    assert m["rmse"] == pytest.approx(math.sqrt(4 / 3)) and m["mae"] == pytest.approx(2 / 3)
+
+
+def test_classification_metrics_and_confusion_matrix():
+    m = evaluate("classification", np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.8, 0.3]))
+    assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (1, 1, 1, 1)
+    assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["roc_auc"] == 0.75
+
+
+def test_roc_auc_on_one_class_is_nan_not_an_error():
+    assert math.isnan(evaluate("classification", np.array([0, 0]), np.array([0.2, 0.4]))["roc_auc"])
