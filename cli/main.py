@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.env import prepare_environment
+from cli.rollout import rollout_app
 
 app = typer.Typer(
     name="mlops",
@@ -23,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+app.add_typer(rollout_app, name="rollout")
 
 UseCaseOpt = Annotated[
     str, typer.Option("--use-case", "-u", help="Use case name (a YAML in usecases/) or path to a use-case YAML.")

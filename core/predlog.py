@@ -29,8 +29,9 @@ predictions = sa.Table(
     sa.Column("model_version", sa.String(32), nullable=False),
     sa.Column("variant", sa.String(32), nullable=False, server_default="stable"),
     sa.Column("features", sa.Text, nullable=False),
-    sa.Column("prediction", sa.Float, nullable=False),
+    sa.Column("prediction", sa.Float, nullable=True),  # null when the model failed
     sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
 )
 
 feedback = sa.Table(
@@ -52,8 +53,19 @@ class PredictionRecord:
     model_version: str
     variant: str
     features: dict[str, Any]
-    prediction: float
+    prediction: float | None
     latency_ms: float
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRows:
+    """One version's rows in a window, as arrays for analysis."""
+
+    variants: list[str]
+    latencies_ms: list[float]
+    predictions: list[float | None]
+    labels: list[Any | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,7 @@ class PredictionLog:
                 "features": json.dumps(r.features),
                 "prediction": r.prediction,
                 "latency_ms": r.latency_ms,
+                "error": r.error,
             }
             for r in records
         ]
@@ -135,7 +148,13 @@ class PredictionLog:
                 feedback.c.label,
             )
             .select_from(predictions.outerjoin(feedback, predictions.c.prediction_id == feedback.c.prediction_id))
-            .where(predictions.c.use_case == use_case, predictions.c.ts >= since, predictions.c.ts < until)
+            .where(
+                predictions.c.use_case == use_case,
+                predictions.c.ts >= since,
+                predictions.c.ts < until,
+                predictions.c.variant != "shadow",  # mirrored predictions never reached a user
+                predictions.c.error.is_(None),
+            )
             .order_by(predictions.c.row_id)
         )
         with self._engine.connect() as conn:
@@ -151,6 +170,51 @@ class PredictionLog:
                 )
                 for row in conn.execute(q)
             ]
+
+    def version_rows(
+        self, *, use_case: str, version: str, since: float, until: float, user_facing_only: bool
+    ) -> VersionRows:
+        """A version's requests in a window (mirrored ones too unless ``user_facing_only``), with labels."""
+        conditions = [
+            predictions.c.use_case == use_case,
+            predictions.c.model_version == version,
+            predictions.c.ts >= since,
+            predictions.c.ts < until,
+        ]
+        if user_facing_only:
+            conditions.append(predictions.c.variant != "shadow")
+        q = (
+            sa.select(predictions.c.variant, predictions.c.latency_ms, predictions.c.prediction, feedback.c.label)
+            .select_from(predictions.outerjoin(feedback, predictions.c.prediction_id == feedback.c.prediction_id))
+            .where(*conditions)
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(q).all()
+        return VersionRows(
+            variants=[r.variant for r in rows],
+            latencies_ms=[r.latency_ms for r in rows],
+            predictions=[r.prediction for r in rows],
+            labels=[None if r.label is None else json.loads(r.label) for r in rows],
+        )
+
+    def paired(self, *, use_case: str, since: float, until: float) -> list[tuple[float, float]]:
+        """(stable, shadow) predictions of the same requests: the shadow comparison's raw material."""
+        shadow = predictions.alias("shadow")
+        q = (
+            sa.select(predictions.c.prediction, shadow.c.prediction)
+            .select_from(predictions.join(shadow, predictions.c.prediction_id == shadow.c.prediction_id))
+            .where(
+                predictions.c.use_case == use_case,
+                predictions.c.variant == "stable",
+                shadow.c.variant == "shadow",
+                predictions.c.ts >= since,
+                predictions.c.ts < until,
+                predictions.c.prediction.is_not(None),
+                shadow.c.prediction.is_not(None),
+            )
+        )
+        with self._engine.connect() as conn:
+            return [(a, b) for a, b in conn.execute(q).all()]
 
     def count(self) -> int:
         with self._engine.connect() as conn:

@@ -33,14 +33,10 @@ from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
 from pipelines.batches import derive_event_time
 
-BOOTSTRAP = "bootstrap"
-
 
 # -- pure helpers ---------------------------------------------------------------------------------
 def split_into_drops(raw: pd.DataFrame, use_case: UseCase, *, year: int = 2011) -> dict[str, pd.DataFrame]:
-    """Raw rows (strings, as in the file) grouped into the bootstrap drop and one drop per later month."""
-    if use_case.demo is None:
-        raise ValueError(f"use case '{use_case.name}' has no 'demo' section")
+    """Raw rows (strings, as in the file) grouped into one drop per month, in time order."""
     if use_case.event_time.kind == "arrival":
         # No time in the data: rows arrive in file order, spread evenly over the year.
         month_index = np.arange(len(raw)) * 12 // len(raw)
@@ -48,14 +44,18 @@ def split_into_drops(raw: pd.DataFrame, use_case: UseCase, *, year: int = 2011) 
     else:
         typed = raw.copy()
         et = use_case.event_time
-        for col in [getattr(et, a) for a in ("column", "day_column", "hour_column") if hasattr(et, a)]:
-            typed[col] = pd.to_numeric(typed[col], errors="coerce") if et.kind != "column" else typed[col]
+        if et.kind == "day_of_year_hour":
+            for col in (et.day_column, et.hour_column):
+                typed[col] = pd.to_numeric(typed[col], errors="coerce")
         months = derive_event_time(typed, use_case, arrival=datetime(year, 1, 1)).dt.strftime("%Y-%m")
-    bootstrap_until = use_case.demo.bootstrap_until[:7]
-    drops: dict[str, pd.DataFrame] = {BOOTSTRAP: raw[months < bootstrap_until]}
-    for month in sorted(set(months[months >= bootstrap_until])):
-        drops[month] = raw[months == month]
-    return drops
+    return {month: raw[months == month] for month in sorted(set(months))}
+
+
+def bootstrap_months(drops: dict[str, pd.DataFrame], use_case: UseCase) -> list[str]:
+    """The months that bootstrap the first model (before ``demo.bootstrap_until``)."""
+    if use_case.demo is None:
+        raise ValueError(f"use case '{use_case.name}' has no 'demo' section")
+    return [m for m in drops if m < use_case.demo.bootstrap_until[:7]]
 
 
 def corrupt(frame: pd.DataFrame, use_case: UseCase, *, seed: int = 7) -> bytes:
@@ -243,6 +243,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     metric = uc.promotion.metric
     raw = pd.read_csv(uc.resolve_source(), dtype=str, keep_default_na=False)
     drops = split_into_drops(raw, uc)
+    first_months = bootstrap_months(drops, uc)
     drop_dir = layout.drops / uc.name
     drop_dir.mkdir(parents=True, exist_ok=True)
 
@@ -255,13 +256,16 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     def arrival(month: str) -> datetime:
         return datetime.fromisoformat(f"{month}-01")
 
-    print(f"[demo] {uc.name}: bootstrap on {len(drops[BOOTSTRAP])} rows before {uc.demo.bootstrap_until}")
-    boot = ingest_flow(
-        source=str(write_drop(BOOTSTRAP, drops[BOOTSTRAP])),
-        use_case=uc.name,
-        arrival=datetime.fromisoformat("2011-01-01"),
-        state_dir=str(state_dir),
-    )
+    print(f"[demo] {uc.name}: bootstrap on {', '.join(first_months)}")
+    bootstrap_rows = 0
+    for month in first_months:
+        result = ingest_flow(
+            source=str(write_drop(month, drops[month])),
+            use_case=uc.name,
+            arrival=arrival(month),
+            state_dir=str(state_dir),
+        )
+        bootstrap_rows += result["rows_accepted"]
     trained = train_flow(use_case=uc.name, state_dir=str(state_dir))
     baseline_version = trained["version"]
     baseline_model = rt.registry.load(uc.model_name, baseline_version)
@@ -272,7 +276,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
 
     rows: list[MonthRow] = []
     reports: dict[str, str] = {"data_docs": str(layout.data_docs / "index.html")}
-    month_names = [m for m in drops if m != BOOTSTRAP][:months]
+    month_names = [m for m in drops if m not in first_months][:months]
     service_log = layout.root / "logs" / "serving.log"
     with running_service(use_case=uc.name, state_dir=state_dir, log_path=service_log) as url:
         rt.settings.serving_url = url
@@ -335,7 +339,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
         "use_case": uc.name,
         "metric": metric,
         "higher_is_better": uc.higher_is_better,
-        "bootstrap": {"rows": boot["rows_accepted"], "model_version": baseline_version},
+        "bootstrap": {"months": first_months, "rows": bootstrap_rows, "model_version": baseline_version},
         "months": [asdict(r) for r in rows],
         "story": story(rows),
         "reports": reports,

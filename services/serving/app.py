@@ -7,6 +7,7 @@ through ``/feedback``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -19,15 +20,20 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter, ValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import ValidationError
 
 from core.predlog import PredictionLog, PredictionRecord
 from core.telemetry import disable_telemetry
 from core.usecase import UseCase, load_use_case
 from models.frames import feature_frame
-from services.serving.model_store import ModelSource, ModelStore, ModelUnavailable, RegistryModelSource
-from services.serving.prediction_log import AsyncPredictionLogWriter
+from services.serving.admin import admin_router
+from services.serving.control import Control
+from services.serving.dependencies import ServiceState, State, require_admin
+from services.serving.model_store import LoadedModel, ModelSource, RegistryModelSource
+from services.serving.rollouts.clock import Clock, SystemClock
+from services.serving.rollouts.router import PIN_HEADER, Route, route
+from services.serving.rollouts.store import RolloutStore
 from services.serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
@@ -39,34 +45,6 @@ from services.serving.schemas import (
 from services.serving.settings import ServingSettings
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,96}$")
-
-
-class ServiceState:
-    """Everything a request handler needs, built once per process in ``create_app``."""
-
-    def __init__(self, *, settings: ServingSettings, use_case: UseCase, store: ModelStore, log: PredictionLog) -> None:
-        self.settings = settings
-        self.use_case = use_case
-        self.store = store
-        self.log = log
-        self.writer = AsyncPredictionLogWriter(log, max_queue=settings.log_queue_size)
-        record = record_model(use_case)
-        self.one = TypeAdapter(record)
-        self.many = TypeAdapter(list[record])
-
-
-def get_state(request: Request) -> ServiceState:
-    return request.app.state.service
-
-
-State = Annotated[ServiceState, Depends(get_state)]
-
-
-def require_admin(state: State, x_admin_token: Annotated[str | None, Header()] = None) -> None:
-    if x_admin_token is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-Admin-Token header")
-    if x_admin_token != state.settings.admin_token:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong admin token")
 
 
 def _parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
@@ -112,36 +90,46 @@ def create_app(
     *,
     model_source: ModelSource | None = None,
     prediction_log: PredictionLog | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
-    """Composition root of the serving process. Tests pass their own source and log."""
+    """Composition root of the serving process. Tests pass their own source, log and clock."""
     disable_telemetry()
     settings = settings or ServingSettings()
     use_case = load_use_case(settings.use_case, usecases_dir=settings.usecases_dir)
-    if settings.prediction_log_url is None:
+    if settings.prediction_log_url is None or settings.state_db_url is None:
         settings.layout.ensure()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         source = model_source or RegistryModelSource(tracking_uri=settings.resolved_tracking_uri)
         log = prediction_log or PredictionLog(settings.resolved_prediction_log_url)
-        state = ServiceState(
-            settings=settings, use_case=use_case, store=ModelStore(source, name=use_case.model_name), log=log
+        store = RolloutStore(settings.resolved_state_db_url)
+        control = Control(
+            use_case=use_case,
+            store=store,
+            source=source,
+            predictions=log,
+            clock=clock or SystemClock(),
+            sync_interval=settings.sync_interval_seconds,
+            control_interval=settings.control_interval_seconds,
         )
+        state = ServiceState(settings=settings, use_case=use_case, control=control, log=log)
         app.state.service = state
         state.writer.start()
-        try:
-            await state.store.reload()
-        except ModelUnavailable:
-            pass  # /ready reports why; /admin/reload retries once a champion exists
+        await control.start()  # no champion yet is fine: /ready says why
         yield
+        await control.stop()
+        await asyncio.gather(*state.background, return_exceptions=True)
         await state.writer.stop()
+        store.close()
         log.close()
 
     app = FastAPI(
         title=f"mlops serving: {use_case.name}",
-        description=f"Serves `models:/{use_case.model_name}@champion` ({use_case.task}).",
+        description=f"Serves `models:/{use_case.model_name}@champion` ({use_case.task}), with rollouts.",
         lifespan=lifespan,
     )
+    app.include_router(admin_router, prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -168,15 +156,21 @@ def create_app(
     @app.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
     async def ready(state: State) -> Any:
         """A model is loaded and predictions can be served."""
-        store = state.store
+        snap = state.control.snapshot
         body = Readiness(
-            ready=store.ready,
+            ready=snap is not None,
             use_case=state.use_case.name,
             model_name=state.use_case.model_name,
-            model_version=store.current.version if store.ready else None,
-            reason=None if store.ready else store.last_error,
+            model_version=snap.stable.version if snap else None,
+            reason=None if snap else state.control.last_error,
         )
-        return JSONResponse(body.model_dump(), status_code=200 if store.ready else 503)
+        return JSONResponse(body.model_dump(), status_code=200 if snap else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(state: State) -> PlainTextResponse:
+        snap = state.control.snapshot
+        state.metrics.observe_rollout(snap.rollout if snap else None, snap.stable.version if snap else None)
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     record_schema = record_model(use_case).model_json_schema()
     body_schema = {"oneOf": [record_schema, {"type": "array", "items": record_schema}]}
@@ -195,45 +189,44 @@ def create_app(
         response: Response,
         state: State,
         x_request_id: Annotated[str | None, Header()] = None,
+        x_pin_variant: Annotated[str | None, Header(alias=PIN_HEADER)] = None,
     ) -> PredictResponse:
-        """Predict for one record (object) or a batch (list). Every prediction is logged with an id."""
-        started = time.perf_counter()
-        try:
-            model = state.store.current
-        except ModelUnavailable as err:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model to serve: {err}") from None
+        """Predict for one record (object) or a batch (list). Every prediction is logged with an id.
+
+        During a rollout the router picks the version; `X-Pin-Variant: stable|candidate` pins it
+        (internal testers, blue-green preview) and the A/B routing header keeps a user on one arm.
+        """
+        snap = state.control.snapshot
+        if snap is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model to serve: {state.control.last_error}")
         if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-Request-ID must be 1-96 chars of [A-Za-z0-9._:-]")
+        if x_pin_variant not in (None, "stable", "candidate"):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{PIN_HEADER} must be 'stable' or 'candidate'")
+        if x_pin_variant == "candidate" and snap.candidate is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "no rollout in progress: there is no candidate to pin")
         records = _parse_records(state, await request.body())
         request_id = x_request_id or uuid.uuid4().hex
-        values = model.predict(feature_frame(records, state.use_case), state.use_case)
+        rollout = snap.rollout if snap.candidate is not None else None
+        routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None
+        decision = route(rollout, request_key=request_id, routing_key=routing_key, pin=x_pin_variant)  # type: ignore[arg-type]
         ids = [request_id] if len(records) == 1 else [f"{request_id}/{i}" for i in range(len(records))]
-        labels = _labels(values, state.use_case)
-        latency_ms = (time.perf_counter() - started) * 1000
-        now = time.time()
-        await state.writer.submit(
-            [
-                PredictionRecord(
-                    pid,
-                    request_id,
-                    now,
-                    state.use_case.name,
-                    model.name,
-                    model.version,
-                    "stable",
-                    rec,
-                    float(v),
-                    latency_ms,
-                )
-                for pid, rec, v in zip(ids, records, values, strict=True)
-            ]
-        )
+        frame = feature_frame(records, state.use_case)
+        model, variant, values, rows = _answer(state, snap, decision, frame, ids, request_id, records)
+        await state.writer.submit(rows)
+        if decision.mirror and snap.candidate is not None:
+            task = asyncio.create_task(_mirror(state, snap.candidate, frame, ids, request_id, records))
+            state.background.add(task)
+            task.add_done_callback(state.background.discard)
         response.headers["X-Model-Version"] = model.version
+        response.headers["X-Variant"] = variant
         response.headers["X-Request-ID"] = request_id
+        labels = _labels(values, state.use_case)
         return PredictResponse(
             request_id=request_id,
             model_name=model.name,
             model_version=model.version,
+            variant=variant,
             predictions=[
                 Prediction(id=pid, value=float(v), label=lab) for pid, v, lab in zip(ids, values, labels, strict=True)
             ],
@@ -260,17 +253,105 @@ def create_app(
         state.log.add_feedback([(label.id, label.label) for label in body.labels], ts=time.time())
         return FeedbackResponse(accepted=len(body.labels))
 
-    @app.post("/admin/reload", dependencies=[Depends(require_admin)])
-    async def reload(state: State) -> dict[str, Any]:
-        """Load the current champion from the registry; the old model keeps serving if that fails."""
-        previous = state.store.current.version if state.store.ready else None
-        try:
-            loaded = await state.store.reload()
-        except ModelUnavailable as err:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"reload failed: {err}") from None
-        return {"model_name": loaded.name, "model_version": loaded.version, "previous_version": previous}
-
     return app
+
+
+def _answer(
+    state: ServiceState,
+    snap: Any,
+    decision: Route,
+    frame: Any,
+    ids: list[str],
+    request_id: str,
+    records: list[dict[str, Any]],
+) -> tuple[LoadedModel, str, Any, list[PredictionRecord]]:
+    """Predict with the routed version. A failing candidate falls back to stable; its failure is logged."""
+    rows: list[PredictionRecord] = []
+    if decision.variant == "candidate" and snap.candidate is not None:
+        started = time.perf_counter()
+        try:
+            values = snap.candidate.predict(frame, state.use_case)
+            latency = (time.perf_counter() - started) * 1000
+            _count(state, snap.candidate.version, "candidate", "ok", len(ids), latency)
+            rows = state.log_rows(
+                ids=ids,
+                request_id=request_id,
+                records=records,
+                model=snap.candidate,
+                variant="candidate",
+                values=values,
+                latency_ms=latency,
+            )
+            return snap.candidate, "candidate", values, rows
+        except Exception as err:  # noqa: BLE001 - the user still gets an answer, from stable
+            latency = (time.perf_counter() - started) * 1000
+            _count(state, snap.candidate.version, "candidate", "error", len(ids), latency)
+            rows = state.log_rows(
+                ids=ids,
+                request_id=request_id,
+                records=records,
+                model=snap.candidate,
+                variant="candidate",
+                values=None,
+                latency_ms=latency,
+                error=f"{type(err).__name__}: {err}",
+            )
+    started = time.perf_counter()
+    try:
+        values = snap.stable.predict(frame, state.use_case)
+    except Exception as err:
+        raise HTTPException(
+            status.HTTP_500_INTERNAL_SERVER_ERROR, f"model v{snap.stable.version} failed: {type(err).__name__}"
+        ) from err
+    latency = (time.perf_counter() - started) * 1000
+    _count(state, snap.stable.version, "stable", "ok", len(ids), latency)
+    rows += state.log_rows(
+        ids=ids,
+        request_id=request_id,
+        records=records,
+        model=snap.stable,
+        variant="stable",
+        values=values,
+        latency_ms=latency,
+    )
+    return snap.stable, "stable", values, rows
+
+
+async def _mirror(
+    state: ServiceState,
+    candidate: LoadedModel,
+    frame: Any,
+    ids: list[str],
+    request_id: str,
+    records: list[dict[str, Any]],
+) -> None:
+    """Shadow traffic: the candidate answers off the user's path; its answer is only logged."""
+    started = time.perf_counter()
+    try:
+        values = await asyncio.to_thread(candidate.predict, frame, state.use_case)
+        error = None
+    except Exception as err:  # noqa: BLE001 - a failing candidate is exactly what shadowing is for
+        values, error = None, f"{type(err).__name__}: {err}"
+    latency = (time.perf_counter() - started) * 1000
+    _count(state, candidate.version, "shadow", "error" if error else "ok", len(ids), latency)
+    await state.writer.submit(
+        state.log_rows(
+            ids=ids,
+            request_id=request_id,
+            records=records,
+            model=candidate,
+            variant="shadow",
+            values=values,
+            latency_ms=latency,
+            error=error,
+        )
+    )
+
+
+def _count(state: ServiceState, version: str, variant: str, outcome: str, n: int, latency_ms: float) -> None:
+    state.metrics.requests.labels(model_version=version, variant=variant).inc()
+    state.metrics.predictions.labels(model_version=version, variant=variant, outcome=outcome).inc(n)
+    state.metrics.latency.labels(model_version=version, variant=variant).observe(latency_ms / 1000)
 
 
 def _json_safe(error: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Loading the served model from the registry, and swapping it atomically on reload."""
+"""Model versions loaded from the registry, cached by version, loaded off the request path."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 
 from core.usecase import UseCase
 from models.metrics import model_output
-from models.registry import CHAMPION
+from models.registry import CHAMPION, PREVIOUS
 
 
 class ModelUnavailable(RuntimeError):
@@ -31,60 +31,79 @@ class LoadedModel:
 
 
 class ModelSource(Protocol):
-    def load(self, name: str, alias: str) -> LoadedModel: ...
+    """The registry as the service needs it."""
+
+    def alias_version(self, name: str, alias: str) -> str | None: ...
+    def load_version(self, name: str, version: str) -> LoadedModel: ...
+    def record_promotion(self, name: str, *, new: str, old: str | None) -> None: ...
 
 
 class RegistryModelSource:
-    """Resolves an alias to a version first, then loads that exact version (no race with a moving alias)."""
+    """The MLflow registry. Aliases are resolved to versions; versions are what the service loads."""
 
     def __init__(self, *, tracking_uri: str) -> None:
         self._tracking_uri = tracking_uri
 
-    def load(self, name: str, alias: str) -> LoadedModel:
+    def _registry(self) -> Any:
         from models.registry import MlflowRegistry
 
-        registry = MlflowRegistry(tracking_uri=self._tracking_uri)
-        ref = registry.by_alias(name, alias)
-        if ref is None:
-            raise ModelUnavailable(f"registry has no '{alias}' for model '{name}' yet: train one (mlops train)")
+        return MlflowRegistry(tracking_uri=self._tracking_uri)
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        ref = self._registry().by_alias(name, alias)
+        return ref.version if ref else None
+
+    def load_version(self, name: str, version: str) -> LoadedModel:
         try:
-            model = registry.load(name, ref.version)
+            model = self._registry().load(name, version)
         except Exception as err:  # any load failure keeps the old model serving
-            raise ModelUnavailable(
-                f"model '{name}' v{ref.version} failed to load: {type(err).__name__}: {err}"
-            ) from err
-        return LoadedModel(name=name, version=ref.version, model=model, loaded_at=time.time())
+            raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
+        return LoadedModel(name=name, version=version, model=model, loaded_at=time.time())
+
+    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
+        registry = self._registry()
+        if old is not None and old != new:
+            registry.set_alias(name, PREVIOUS, old)
+        registry.set_alias(name, CHAMPION, new)
 
 
-class ModelStore:
-    """Holds the current model. Readers take a reference; reload swaps it in one assignment."""
+class ModelCache:
+    """Loaded versions by number. Loading happens in a worker thread; a version loads once."""
 
     def __init__(self, source: ModelSource, *, name: str) -> None:
         self._source = source
         self._name = name
-        self._current: LoadedModel | None = None
-        self.last_error: str | None = "not loaded yet"
+        self._models: dict[str, LoadedModel] = {}
+        self._failed: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
-    @property
-    def current(self) -> LoadedModel:
-        model = self._current
-        if model is None:
-            raise ModelUnavailable(self.last_error or "no model loaded")
-        return model
+    def get(self, version: str) -> LoadedModel | None:
+        return self._models.get(version)
 
-    @property
-    def ready(self) -> bool:
-        return self._current is not None
+    def failure(self, version: str) -> str | None:
+        return self._failed.get(version)
 
-    async def reload(self, alias: str = CHAMPION) -> LoadedModel:
-        """Load in a worker thread (the event loop keeps serving), then swap. A failure keeps the old model."""
+    async def ensure(self, version: str, *, retry_failed: bool = False) -> LoadedModel:
+        if (model := self._models.get(version)) is not None:
+            return model
+        if version in self._failed and not retry_failed:
+            raise ModelUnavailable(self._failed[version])
         async with self._lock:
+            if (model := self._models.get(version)) is not None:
+                return model
             try:
-                loaded = await asyncio.to_thread(self._source.load, self._name, alias)
+                model = await asyncio.to_thread(self._source.load_version, self._name, version)
             except ModelUnavailable as err:
-                self.last_error = str(err)
+                self._failed[version] = str(err)
                 raise
-            self._current = loaded
-            self.last_error = None
-            return loaded
+            self._failed.pop(version, None)
+            self._models[version] = model
+            return model
+
+    def retain(self, versions: set[str]) -> None:
+        """Release every version not in ``versions`` (a dict swap: readers holding a model keep it)."""
+        self._models = {v: m for v, m in self._models.items() if v in versions}
+
+    @property
+    def loaded(self) -> list[str]:
+        return sorted(self._models, key=lambda v: int(v) if v.isdigit() else 0)

@@ -47,6 +47,7 @@ class PredictResponse(BaseModel):
     request_id: str
     model_name: str
     model_version: str
+    variant: str = Field(description="stable or candidate: which side of a rollout answered.")
     predictions: list[Prediction]
 
 

@@ -18,6 +18,15 @@ class ServingSettings(CommonSettings):
     max_records: int = Field(default=10_000, ge=1, description="Most records one /predict request may carry.")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     log_queue_size: int = Field(default=100_000, ge=1)
+    state_db_url: str | None = Field(
+        default=None, description="Rollout state shared by replicas; defaults to the prediction log's database."
+    )
+    sync_interval_seconds: float = Field(default=0.5, gt=0, description="How often a replica re-reads shared state.")
+    control_interval_seconds: float = Field(default=1.0, gt=0, description="How often rollouts are advanced.")
+
+    @property
+    def resolved_state_db_url(self) -> str:
+        return self.state_db_url or self.resolved_prediction_log_url
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> ServingSettings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from pipelines.batches import parse_csv
-from pipelines.demo import BOOTSTRAP, MonthRow, corrupt, format_table, split_into_drops, story
+from pipelines.demo import MonthRow, bootstrap_months, corrupt, format_table, split_into_drops, story
 from tests.conftest import DATA
 
 
@@ -13,18 +13,19 @@ def _raw(name: str) -> pd.DataFrame:
     return pd.read_csv(DATA / name, dtype=str, keep_default_na=False)
 
 
-def test_bike_drops_bootstrap_then_one_per_month(bike):
+def test_bike_drops_one_per_month_by_event_time(bike):
     raw = _raw("Bikeshare.csv")
     drops = split_into_drops(raw, bike)
-    assert list(drops) == [BOOTSTRAP] + [f"2011-{m:02d}" for m in range(4, 13)]
+    assert list(drops) == [f"2011-{m:02d}" for m in range(1, 13)]
     assert sum(len(d) for d in drops.values()) == len(raw) == 8645
-    assert set(drops[BOOTSTRAP].mnth) == {"Jan", "Feb", "March"}
-    assert set(drops["2011-07"].mnth) == {"July"}
+    assert set(drops["2011-07"].mnth) == {"July"} and len(drops["2011-07"]) == 744
+    assert bootstrap_months(drops, bike) == ["2011-01", "2011-02", "2011-03"]
 
 
 def test_credit_drops_spread_rows_over_the_year(credit):
     drops = split_into_drops(_raw("Default.csv"), credit)
-    assert len(drops) == 10 and sum(len(d) for d in drops.values()) == 10_000
+    assert list(drops) == [f"2011-{m:02d}" for m in range(1, 13)]
+    assert sum(len(d) for d in drops.values()) == 10_000 and {len(d) for d in drops.values()} <= {833, 834}
 
 
 def test_corruption_breaks_rows_but_keeps_the_header(bike):

@@ -1,0 +1,90 @@
+"""Wall time of the install and of `make demo` (goal: the demo under 3 minutes on 2 cores).
+
+    python -m benchmarks.demo_walltime [--repeat 2] [--skip-install]
+
+Installs the pinned stack into a throw-away virtual environment (the pip cache
+is used as on any machine that installed before), then runs `mlops demo` with a
+fresh Prefect home (the first run on a machine) and again with a warm one. The
+results are appended to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+
+def timed(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def install_seconds(tmp: Path) -> float:
+    venv = tmp / "venv"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "--upgrade", "pip==26.3"], check=True)
+    subprocess.run([*pip, "-c", "constraints.txt", ".[pipelines,dev]"], cwd=ROOT, check=True)
+    return time.perf_counter() - started
+
+
+def demo_seconds(tmp: Path, *, fresh_prefect: bool, run: int) -> float:
+    mlops = str(Path(sys.executable).with_name("mlops"))
+    prefect_home = tmp / (f"prefect-{run}" if fresh_prefect else "prefect-warm")
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home)}
+    return timed([mlops, "demo", "--state-dir", str(tmp / "state")], env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--skip-install", action="store_true")
+    args = parser.parse_args()
+    rows: list[tuple[str, list[float]]] = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        if not args.skip_install:
+            rows.append(("install into an empty venv (warm pip cache)", [install_seconds(tmp)]))
+        rows.append(
+            (
+                "`make demo` after install, fresh Prefect home",
+                [demo_seconds(tmp, fresh_prefect=True, run=i) for i in range(args.repeat)],
+            )
+        )
+        demo_seconds(tmp, fresh_prefect=False, run=0)  # warm the shared Prefect home
+        rows.append(
+            (
+                "`make demo` after install, warm Prefect home",
+                [demo_seconds(tmp, fresh_prefect=False, run=i) for i in range(args.repeat)],
+            )
+        )
+    lines = [
+        f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}\n",
+        "| what | runs (s) | median (s) |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {', '.join(f'{t:.0f}' for t in times)} | {statistics.median(times):.0f} |" for name, times in rows
+    ]
+    text = "\n".join(lines) + "\n"
+    with RESULTS.open("a") as fh:
+        fh.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Admin API: rollouts (start, pause, resume, promote, abort, rollback, status, history, why) and reload.
+
+Mounted under /admin behind the X-Admin-Token check (see app.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi.responses import PlainTextResponse
+
+from services.serving.dependencies import State
+from services.serving.model_store import ModelUnavailable
+from services.serving.rollouts import stats
+from services.serving.rollouts.config import RolloutConfig
+from services.serving.rollouts.engine import RolloutError
+from services.serving.rollouts.explain import explain
+
+admin_router = APIRouter()
+Actor = Annotated[str, Header(alias="X-Actor", max_length=64)]
+
+
+def _conflict(err: Exception) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, str(err))
+
+
+@admin_router.post("/reload")
+async def reload(state: State) -> dict[str, Any]:
+    """Serve the registry's current champion; the old version keeps serving if that fails."""
+    try:
+        return await state.control.reload()
+    except ModelUnavailable as err:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"reload failed: {err}") from None
+    except RolloutError as err:
+        raise _conflict(err) from None
+
+
+@admin_router.get("/status")
+async def serving_status(state: State) -> dict[str, Any]:
+    """What this replica serves right now."""
+    snap = state.control.snapshot
+    return {
+        "stable_version": snap.stable.version if snap else None,
+        "candidate_version": snap.candidate.version if snap and snap.candidate else None,
+        "rollout": snap.rollout.to_dict() if snap and snap.rollout else None,
+        "loaded_versions": state.control.cache.loaded,
+        "reason": None if snap else state.control.last_error,
+    }
+
+
+@admin_router.post("/rollouts", status_code=status.HTTP_201_CREATED)
+async def start_rollout(config: RolloutConfig, state: State, actor: Actor = "admin-api") -> dict[str, Any]:
+    """Start a rollout of ``candidate_version`` with a strategy; the candidate is loaded before any traffic."""
+    try:
+        return (await state.control.start_rollout(config, actor=actor)).to_dict()
+    except RolloutError as err:
+        raise _conflict(err) from None
+
+
+@admin_router.get("/rollouts")
+async def history(state: State, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> list[dict[str, Any]]:
+    rollouts = await asyncio.to_thread(state.control.store.history, state.control.model_name, limit=limit)
+    return [r.to_dict() for r in rollouts]
+
+
+@admin_router.get("/rollouts/current")
+async def current(state: State) -> dict[str, Any]:
+    rollout = await asyncio.to_thread(state.control.store.active, state.control.model_name)
+    if rollout is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no rollout in progress")
+    return rollout.to_dict()
+
+
+async def _get(state: State, rollout_id: str) -> Any:
+    rollout = await asyncio.to_thread(state.control.store.get, rollout_id)
+    if rollout is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rollout {rollout_id}")
+    return rollout
+
+
+@admin_router.get("/rollouts/{rollout_id}")
+async def get_rollout(rollout_id: str, state: State) -> dict[str, Any]:
+    return (await _get(state, rollout_id)).to_dict()
+
+
+@admin_router.get("/rollouts/{rollout_id}/events")
+async def events(rollout_id: str, state: State) -> list[dict[str, Any]]:
+    """The append-only decision log: every step, measurement, threshold, verdict and actor."""
+    await _get(state, rollout_id)
+    log = await asyncio.to_thread(state.control.store.events, rollout_id)
+    return [e.__dict__ for e in log]
+
+
+@admin_router.get("/rollouts/{rollout_id}/why", response_class=PlainTextResponse)
+async def why(rollout_id: str, state: State) -> str:
+    """A plain-language account of why the rollout was promoted, rolled back or is still running."""
+    rollout = await _get(state, rollout_id)
+    return explain(rollout, await asyncio.to_thread(state.control.store.events, rollout_id))
+
+
+@admin_router.get("/rollouts/{rollout_id}/shadow")
+async def shadow(rollout_id: str, state: State) -> dict[str, Any]:
+    """Paired comparison of stable and mirrored candidate answers to the same requests."""
+    rollout = await _get(state, rollout_id)
+    until = rollout.finished_at or state.control.clock.now()
+    pairs = await asyncio.to_thread(
+        state.log.paired, use_case=state.use_case.name, since=rollout.started_at, until=until + 1
+    )
+    return stats.paired_comparison(pairs, task=state.use_case.task)
+
+
+@admin_router.post("/rollouts/{rollout_id}/{action}")
+async def act(
+    rollout_id: str,
+    action: str,
+    state: State,
+    actor: Actor = "admin-api",
+    force: Annotated[bool, Query(description="Promote despite failed analysis (logged).")] = False,
+) -> dict[str, Any]:
+    """pause | resume | promote | abort."""
+    if action not in ("pause", "resume", "promote", "abort"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown action '{action}' (pause, resume, promote, abort)")
+    try:
+        return (await state.control.act(rollout_id, action, actor=actor, force=force)).to_dict()
+    except LookupError as err:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(err)) from None
+    except RolloutError as err:
+        raise _conflict(err) from None
+
+
+@admin_router.post("/rollback")
+async def rollback(state: State, actor: Actor = "admin-api") -> dict[str, Any]:
+    """After a promotion: the previous version serves again, and the registry's aliases follow."""
+    try:
+        return await state.control.rollback(actor=actor)
+    except RolloutError as err:
+        raise _conflict(err) from None

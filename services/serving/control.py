@@ -1,0 +1,310 @@
+"""The control plane of one replica: which versions serve, rollouts, and the loops that keep replicas in step.
+
+Every replica runs the same two loops against the shared store:
+- *sync* (every ``sync_interval``) reads the serving state and the active rollout, loads the
+  versions they name, then swaps the routing snapshot in one assignment;
+- *controller* (every ``control_interval``) advances the active rollout with compare-and-set,
+  so whichever replica writes first decides and the others follow on their next sync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.predlog import PredictionLog
+from core.usecase import UseCase
+from models.frames import encode_labels
+from services.serving.model_store import LoadedModel, ModelCache, ModelSource, ModelUnavailable
+from services.serving.rollouts import engine
+from services.serving.rollouts.analysis import VersionSample
+from services.serving.rollouts.clock import Clock
+from services.serving.rollouts.config import RolloutConfig
+from services.serving.rollouts.engine import RolloutError
+from services.serving.rollouts.state import Event, Rollout
+from services.serving.rollouts.store import ConflictError, RolloutStore
+
+log = logging.getLogger(__name__)
+
+
+class PredictionLogMetrics:
+    """Per-version samples read from the shared prediction log, so every replica sees all traffic."""
+
+    def __init__(self, log_store: PredictionLog, use_case: UseCase) -> None:
+        self._log = log_store
+        self._use_case = use_case
+        self._loss = engine.loss_function(use_case.task)
+
+    def sample(self, *, version: str, since: float, until: float, user_facing_only: bool = False) -> VersionSample:
+        rows = self._log.version_rows(
+            use_case=self._use_case.name, version=version, since=since, until=until, user_facing_only=user_facing_only
+        )
+        ok = [i for i, p in enumerate(rows.predictions) if p is not None]
+        preds = np.array([rows.predictions[i] for i in ok], dtype=float)
+        labelled = [i for i in ok if rows.labels[i] is not None]
+        losses = np.empty(0)
+        if labelled:
+            y = encode_labels([rows.labels[i] for i in labelled], self._use_case).astype(float)
+            losses = self._loss(np.array([rows.predictions[i] for i in labelled], dtype=float), y)
+        return VersionSample(
+            version=version,
+            requests=len(rows.predictions),
+            errors=len(rows.predictions) - len(ok),
+            latencies_ms=np.array(rows.latencies_ms, dtype=float),
+            predictions=preds,
+            losses=losses,
+        )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a request sees: replaced as a whole, never mutated."""
+
+    stable: LoadedModel
+    candidate: LoadedModel | None
+    rollout: Rollout | None
+    revision: tuple[int, int]  # (serving revision, rollout revision)
+
+
+class Control:
+    def __init__(
+        self,
+        *,
+        use_case: UseCase,
+        store: RolloutStore,
+        source: ModelSource,
+        predictions: PredictionLog,
+        clock: Clock,
+        sync_interval: float = 0.5,
+        control_interval: float = 1.0,
+    ) -> None:
+        self.use_case = use_case
+        self.model_name = use_case.model_name
+        self.store = store
+        self.source = source
+        self.cache = ModelCache(source, name=self.model_name)
+        self.metrics = PredictionLogMetrics(predictions, use_case)
+        self.clock = clock
+        self.sync_interval = sync_interval
+        self.control_interval = control_interval
+        self.snapshot: Snapshot | None = None
+        self.last_error: str | None = "not loaded yet"
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- loops -------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.sync()
+        self._tasks = [
+            asyncio.create_task(self._loop(self.sync, self.sync_interval), name="rollout-sync"),
+            asyncio.create_task(self._loop(self.control, self.control_interval), name="rollout-control"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _loop(self, step: Any, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await step()
+            except Exception:  # a bad iteration must not stop the loop
+                log.exception("%s failed", step.__name__)
+
+    async def sync(self) -> None:
+        """Read the shared state, load what it names, swap the snapshot."""
+        stable_version, _, serving_rev = await asyncio.to_thread(self.store.serving_state, self.model_name)
+        if stable_version is None:
+            champion = await asyncio.to_thread(self.source.alias_version, self.model_name, "champion")
+            if champion is None:
+                self.last_error = f"registry has no 'champion' for model '{self.model_name}' yet: train one"
+                return
+            await asyncio.to_thread(self._seed_stable, champion)
+            stable_version, _, serving_rev = await asyncio.to_thread(self.store.serving_state, self.model_name)
+            assert stable_version is not None
+        rollout = await asyncio.to_thread(self.store.active, self.model_name)
+        revision = (serving_rev, rollout.revision if rollout else 0)
+        if self.snapshot is not None and self.snapshot.revision == revision:
+            return
+        try:
+            stable = await self.cache.ensure(stable_version)
+        except ModelUnavailable as err:
+            self.last_error = str(err)
+            return
+        candidate = None
+        if rollout is not None:
+            try:
+                candidate = await self.cache.ensure(rollout.candidate_version)
+            except ModelUnavailable as err:
+                await asyncio.to_thread(self._abort_unloadable, rollout, str(err))
+                rollout = None
+        self.snapshot = Snapshot(stable, candidate, rollout, revision)
+        self.last_error = None
+        self.cache.retain(self._versions_to_keep(stable_version, rollout))
+
+    def _seed_stable(self, version: str) -> None:
+        try:
+            self.store.set_stable(self.model_name, version, now=self.clock.now())
+        except ConflictError:
+            pass  # another replica seeded it first
+
+    def _versions_to_keep(self, stable: str, rollout: Rollout | None) -> set[str]:
+        keep = {stable}
+        if rollout is not None:
+            keep.add(rollout.candidate_version)
+        latest = self.store.latest(self.model_name)
+        if latest is not None and latest.release_at is not None and latest.release_at > self.clock.now():
+            keep.add(latest.stable_version)  # blue-green: the old slot stays warm for the rollback window
+        return keep
+
+    def _abort_unloadable(self, rollout: Rollout, reason: str) -> None:
+        try:
+            new, events = engine.abort(
+                rollout,
+                now=self.clock.now(),
+                actor="controller",
+                reason=f"candidate v{rollout.candidate_version} failed to load ({reason})",
+            )
+            self.store.update(new, events, expected_revision=rollout.revision)
+        except (ConflictError, RolloutError):
+            pass
+
+    async def control(self) -> None:
+        """Advance the active rollout; the replica whose write lands first decides."""
+        rollout = await asyncio.to_thread(self.store.active, self.model_name)
+        if rollout is None:
+            return
+        new, events = await asyncio.to_thread(engine.tick, rollout, self.metrics, now=self.clock.now())
+        if new is rollout:
+            return
+        try:
+            stored = await asyncio.to_thread(self.store.update, new, events, expected_revision=rollout.revision)
+        except ConflictError:
+            return
+        if stored.phase == "promoted":
+            await asyncio.to_thread(self._record_promotion, stored)
+        await self.sync()
+
+    def _record_promotion(self, rollout: Rollout) -> None:
+        try:
+            self.source.record_promotion(self.model_name, new=rollout.candidate_version, old=rollout.stable_version)
+            self.store.append(
+                [
+                    Event(
+                        rollout.id,
+                        self.clock.now(),
+                        "registry",
+                        "controller",
+                        f"registry: champion -> v{rollout.candidate_version}, previous -> v{rollout.stable_version}",
+                    )
+                ]
+            )
+        except Exception as err:  # noqa: BLE001 - the serving state already switched; report, do not undo
+            self.store.append(
+                [
+                    Event(
+                        rollout.id,
+                        self.clock.now(),
+                        "registry_error",
+                        "controller",
+                        f"could not move the registry aliases: {err}",
+                    )
+                ]
+            )
+
+    # -- operator actions -------------------------------------------------------------------------------
+    async def start_rollout(self, config: RolloutConfig, *, actor: str) -> Rollout:
+        if self.snapshot is None:
+            raise RolloutError(f"nothing is serving yet: {self.last_error}")
+        stable = config.stable_version or self.snapshot.stable.version
+        if stable != self.snapshot.stable.version:
+            raise RolloutError(f"stable_version {stable} is not the serving version {self.snapshot.stable.version}")
+        # Load the candidate first: a version that cannot load never starts a rollout.
+        try:
+            await self.cache.ensure(config.candidate_version, retry_failed=True)
+        except ModelUnavailable as err:
+            raise RolloutError(f"candidate v{config.candidate_version} cannot be served: {err}") from None
+        rollout, events = engine.start(
+            config, model_name=self.model_name, stable_version=stable, now=self.clock.now(), actor=actor
+        )
+        try:
+            stored = await asyncio.to_thread(self.store.create, rollout, events)
+        except ConflictError as err:
+            raise RolloutError(str(err)) from None
+        await self.sync()
+        return stored
+
+    async def act(self, rollout_id: str, action: str, *, actor: str, force: bool = False) -> Rollout:
+        rollout = await asyncio.to_thread(self.store.get, rollout_id)
+        if rollout is None:
+            raise LookupError(f"no rollout {rollout_id}")
+        now = self.clock.now()
+        if action == "pause":
+            new, events = engine.pause(rollout, now=now, actor=actor)
+        elif action == "resume":
+            new, events = engine.resume(rollout, now=now, actor=actor)
+        elif action == "promote":
+            new, events = engine.promote(rollout, now=now, actor=actor, force=force)
+        elif action == "abort":
+            new, events = engine.abort(rollout, now=now, actor=actor)
+        else:
+            raise RolloutError(f"unknown action '{action}'")
+        try:
+            stored = await asyncio.to_thread(self.store.update, new, events, expected_revision=rollout.revision)
+        except ConflictError as err:
+            raise RolloutError(f"{err}; try again") from None
+        if stored.phase == "promoted":
+            await asyncio.to_thread(self._record_promotion, stored)
+        await self.sync()
+        return stored
+
+    async def rollback(self, *, actor: str) -> dict[str, Any]:
+        """After a promotion: make the previous version stable again (one command)."""
+        _, previous, _ = await asyncio.to_thread(self.store.serving_state, self.model_name)
+        current = self.snapshot.stable.version if self.snapshot else None
+        if previous is None or current is None:
+            raise RolloutError("nothing to roll back to: no previous version is recorded")
+        try:
+            await self.cache.ensure(previous, retry_failed=True)
+        except ModelUnavailable as err:
+            raise RolloutError(f"previous v{previous} cannot be served: {err}") from None
+        try:
+            await asyncio.to_thread(self.store.set_stable, self.model_name, previous, now=self.clock.now())
+        except ConflictError as err:
+            raise RolloutError(str(err)) from None
+        latest = await asyncio.to_thread(self.store.latest, self.model_name)
+        if latest is not None:
+            await asyncio.to_thread(
+                self.store.append,
+                [
+                    Event(
+                        latest.id,
+                        self.clock.now(),
+                        "rollback",
+                        actor,
+                        f"rolled back after promotion: v{current} -> v{previous}",
+                    )
+                ],
+            )
+        await asyncio.to_thread(self.source.record_promotion, self.model_name, new=previous, old=current)
+        await self.sync()
+        return {"stable_version": previous, "previous_version": current}
+
+    async def reload(self) -> dict[str, Any]:
+        """Serve the registry's current champion (outside rollouts: the retraining flow's path)."""
+        champion = await asyncio.to_thread(self.source.alias_version, self.model_name, "champion")
+        if champion is None:
+            raise ModelUnavailable(f"registry has no 'champion' for model '{self.model_name}' yet: train one")
+        await self.cache.ensure(champion, retry_failed=True)
+        previous = self.snapshot.stable.version if self.snapshot else None
+        try:
+            await asyncio.to_thread(self.store.set_stable, self.model_name, champion, now=self.clock.now())
+        except ConflictError as err:
+            raise RolloutError(str(err)) from None
+        await self.sync()
+        return {"model_name": self.model_name, "model_version": champion, "previous_version": previous}

@@ -1,0 +1,79 @@
+"""Per-process service state and the typed dependencies that hand it to routes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, HTTPException, Request, status
+from pydantic import TypeAdapter
+
+from core.predlog import PredictionLog, PredictionRecord
+from core.usecase import UseCase
+from services.serving.control import Control
+from services.serving.model_store import LoadedModel
+from services.serving.prediction_log import AsyncPredictionLogWriter
+from services.serving.schemas import record_model
+from services.serving.settings import ServingSettings
+from services.serving.telemetry import ServiceMetrics
+
+
+class ServiceState:
+    """Everything a request handler needs, built once per process in ``create_app``."""
+
+    def __init__(self, *, settings: ServingSettings, use_case: UseCase, control: Control, log: PredictionLog) -> None:
+        self.settings = settings
+        self.use_case = use_case
+        self.control = control
+        self.log = log
+        self.writer = AsyncPredictionLogWriter(log, max_queue=settings.log_queue_size)
+        self.metrics = ServiceMetrics()
+        record = record_model(use_case)
+        self.one = TypeAdapter(record)
+        self.many = TypeAdapter(list[record])
+        self.background: set[asyncio.Task[None]] = set()
+
+    def log_rows(
+        self,
+        *,
+        ids: list[str],
+        request_id: str,
+        records: list[dict[str, Any]],
+        model: LoadedModel,
+        variant: str,
+        values: Any,
+        latency_ms: float,
+        error: str | None = None,
+    ) -> list[PredictionRecord]:
+        now = time.time()
+        return [
+            PredictionRecord(
+                pid,
+                request_id,
+                now,
+                self.use_case.name,
+                model.name,
+                model.version,
+                variant,
+                rec,
+                None if error else float(v),
+                latency_ms,
+                error,
+            )
+            for pid, rec, v in zip(ids, records, values if error is None else [None] * len(ids), strict=True)
+        ]
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+def require_admin(state: State, x_admin_token: Annotated[str | None, Header()] = None) -> None:
+    if x_admin_token is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-Admin-Token header")
+    if x_admin_token != state.settings.admin_token:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong admin token")

@@ -1,0 +1,47 @@
+"""Prometheus metrics of the service, labelled by model version and variant."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from services.serving.rollouts.state import Rollout
+
+PHASES = ("none", "progressing", "paused", "promoted", "rolled_back", "aborted", "inconclusive")
+
+
+class ServiceMetrics:
+    """One registry per app instance, so several apps in one process (tests) never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.predictions = Counter(
+            "mlops_predictions", "Predicted records", ["model_version", "variant", "outcome"], registry=self.registry
+        )
+        self.requests = Counter(
+            "mlops_predict_requests", "Prediction requests", ["model_version", "variant"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "mlops_predict_latency_seconds",
+            "Time to predict one request",
+            ["model_version", "variant"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+        self.weight = Gauge("mlops_rollout_weight", "Share of user traffic on the candidate", registry=self.registry)
+        self.mirror = Gauge(
+            "mlops_rollout_mirror_share", "Share of traffic mirrored to the candidate", registry=self.registry
+        )
+        self.phase = Gauge("mlops_rollout_phase", "1 for the current rollout phase", ["phase"], registry=self.registry)
+        self.serving = Gauge("mlops_serving_version", "Version answering by default (stable)", registry=self.registry)
+
+    def observe_rollout(self, rollout: Rollout | None, stable_version: str | None) -> None:
+        current = rollout.phase if rollout is not None else "none"
+        for phase in PHASES:
+            self.phase.labels(phase=phase).set(1.0 if phase == current else 0.0)
+        self.weight.set(rollout.weight if rollout is not None else 0.0)
+        self.mirror.set(rollout.mirror_share if rollout is not None else 0.0)
+        if stable_version and stable_version.isdigit():
+            self.serving.set(float(stable_version))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
