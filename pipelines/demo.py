@@ -130,10 +130,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_service(*, use_case: str, state_dir: Path, log_path: Path, timeout: float = 120) -> Iterator[str]:
-    """Start `mlops serve` as its own process and wait until /ready answers 200."""
+def running_service(
+    *, use_case: str, state_dir: Path, log_path: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Start the service as its own process and wait until /ready answers 200."""
     port = free_port()
-    env = {**os.environ, "MLOPS_STATE_DIR": str(state_dir), "MLOPS_USE_CASE": use_case}
+    env = {**os.environ, "MLOPS_STATE_DIR": str(state_dir), "MLOPS_USE_CASE": use_case, **(env or {})}
     cmd = [
         sys.executable,
         "-m",

@@ -101,6 +101,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=settings.predict_threads)  # for the life of the process
         source = model_source or RegistryModelSource(tracking_uri=settings.resolved_tracking_uri)
         log = prediction_log or PredictionLog(settings.resolved_prediction_log_url)
         store = RolloutStore(settings.resolved_state_db_url)

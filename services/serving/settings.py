@@ -21,6 +21,12 @@ class ServingSettings(CommonSettings):
     state_db_url: str | None = Field(
         default=None, description="Rollout state shared by replicas; defaults to the prediction log's database."
     )
+    predict_threads: int = Field(
+        default=1,
+        ge=1,
+        description="Native (OpenMP/BLAS) threads per prediction. Small requests gain nothing from more, and "
+        "several replicas on one host would oversubscribe the cores and stall each other.",
+    )
     sync_interval_seconds: float = Field(default=0.5, gt=0, description="How often a replica re-reads shared state.")
     control_interval_seconds: float = Field(default=1.0, gt=0, description="How often rollouts are advanced.")
 

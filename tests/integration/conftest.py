@@ -53,3 +53,23 @@ def trained_state(tmp_path_factory: pytest.TempPathFactory, bootstrap_file: Path
     ingest_flow(source=str(bootstrap_file), use_case="bike_demand", state_dir=str(root))
     train_flow(use_case="bike_demand", state_dir=str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def registry_state(tmp_path_factory, bootstrap_file, prefect_api) -> Path:
+    """v1 champion, v2 a second sound model, v3 a version whose artifact cannot be loaded."""
+    from mlflow import MlflowClient
+
+    from core.layout import StateLayout
+    from pipelines.ingest import ingest_flow
+    from pipelines.train import train_flow
+
+    root = tmp_path_factory.mktemp("rollouts") / "state"
+    ingest_flow(source=str(bootstrap_file), use_case="bike_demand", state_dir=str(root))
+    train_flow(use_case="bike_demand", state_dir=str(root))
+    train_flow(use_case="bike_demand", state_dir=str(root))
+    uri = StateLayout(root).tracking_uri
+    MlflowClient(tracking_uri=uri, registry_uri=uri).create_model_version(
+        "bike-demand", source=str(root / "missing-artifact"), run_id=None
+    )
+    return root
