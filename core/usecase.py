@@ -144,6 +144,15 @@ class Monitoring(_Strict):
     reference_rows: int = Field(default=5000, ge=100)
 
 
+class Deployment(_Strict):
+    """How a challenger reaches production. ``config`` is the service's rollout configuration
+    (steps, checks, intervals); the service validates it and answers 422 naming a bad field."""
+
+    strategy: Literal["canary", "blue-green", "shadow", "ab"] = "canary"
+    config: dict[str, Any] = Field(default_factory=dict)
+    demo_config: dict[str, Any] = Field(default_factory=dict, description="Overrides for `mlops demo` (faster).")
+
+
 class Demo(_Strict):
     bootstrap_until: str = Field(description="Rows before this date bootstrap the first model.")
     batches: Literal["month"] = "month"
@@ -166,6 +175,7 @@ class UseCase(_Strict):
     validation: Validation
     training: Training
     monitoring: Monitoring
+    deployment: Deployment = Deployment()
     demo: Demo | None = None
     base_dir: Path = Field(default=Path(), exclude=True)
 

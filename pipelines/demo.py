@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,10 @@ from core.usecase import UseCase
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
 from pipelines.batches import derive_event_time
+
+# While a rollout runs, records go one per request, as live hourly traffic would: a canary routes
+# per request, so day-sized batches would judge candidate and stable on different days' weather.
+ROLLOUT_RECORDS_PER_REQUEST = 1
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
@@ -91,21 +96,29 @@ class MonthRow:
     live_error: float
     baseline_error: float
     retrained: bool
-    promoted_version: str | None = None
+    promoted_version: str | None = None  # the version a rollout promoted during this month
+    challenger_version: str | None = None  # retrained at the end of this month, rolled out next month
+    rollout: dict[str, Any] | None = None  # the rollout that ran on this month's traffic
 
 
 def format_table(rows: list[MonthRow], metric: str) -> str:
     head = (
-        f"{'month':<8} {'recv':>5} {'acc':>5} {'quar':>5}  {'drift':>11}  {'model':>5}  "
-        f"{'live ' + metric:>11} {'baseline':>9}  retrained"
+        f"{'month':<8} {'recv':>5} {'acc':>5} {'quar':>5}  {'served by':<10} {'rollout on this traffic':<26} "
+        f"{'drift':>9}  {'live ' + metric:>10} {'baseline':>9}  retrained"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         drift = f"{'yes' if r.drift_detected else 'no'} {r.drift_share:4.2f}"
-        promoted = f"yes -> v{r.promoted_version}" if r.promoted_version else ("yes, kept" if r.retrained else "no")
+        rollout = (
+            f"{r.rollout['strategy']} v{r.rollout['candidate_version']} {r.rollout['outcome']}" if r.rollout else "-"
+        )
+        retrained = (
+            f"yes -> v{r.challenger_version}" if r.challenger_version else ("yes, kept" if r.retrained else "no")
+        )
+        served = "v" + ",v".join(r.live_model_version.split(","))
         lines.append(
-            f"{r.month:<8} {r.rows_received:>5} {r.rows_accepted:>5} {r.rows_quarantined:>5}  {drift:>11}  "
-            f"{'v' + r.live_model_version:>5}  {r.live_error:>11.4g} {r.baseline_error:>9.4g}  {promoted}"
+            f"{r.month:<8} {r.rows_received:>5} {r.rows_accepted:>5} {r.rows_quarantined:>5}  {served:<10} "
+            f"{rollout:<26} {drift:>9}  {r.live_error:>10.4g} {r.baseline_error:>9.4g}  {retrained}"
         )
     return "\n".join(lines)
 
@@ -173,26 +186,55 @@ def running_service(
                 proc.kill()
 
 
+@dataclass
+class ServedMonth:
+    ids: list[str]
+    predictions: np.ndarray
+    versions: list[str]
+
+
 def serve_month(
-    client: httpx.Client, *, month: str, features: list[dict[str, Any]], labels: list[Any], per_request: int = 24
-) -> tuple[list[str], np.ndarray, str]:
-    """Send the month's records (a day of hourly records per request) and post every label back."""
+    client: httpx.Client,
+    *,
+    month: str,
+    features: list[dict[str, Any]],
+    labels: list[Any],
+    per_request: int = 24,
+    label_every: int = 24,
+) -> ServedMonth:
+    """Send the month's records (``per_request`` per call) and post the labels back a day's worth at a time."""
     ids: list[str] = []
     values: list[float] = []
     versions: set[str] = set()
+    labelled = 0
+
+    def post_labels(upto: int) -> None:
+        fb = client.post(
+            "/feedback",
+            json={
+                "labels": [
+                    {"id": i, "label": y} for i, y in zip(ids[labelled:upto], labels[labelled:upto], strict=True)
+                ]
+            },
+        )
+        fb.raise_for_status()
+
     for n, start in enumerate(range(0, len(features), per_request)):
         chunk = features[start : start + per_request]
         response = client.post(
-            "/predict", json=chunk if len(chunk) > 1 else chunk[0], headers={"X-Request-ID": f"{month}-{n:03d}"}
+            "/predict", json=chunk if len(chunk) > 1 else chunk[0], headers={"X-Request-ID": f"{month}-{n:04d}"}
         )
         response.raise_for_status()
         body = response.json()
         versions.add(response.headers["X-Model-Version"])
         ids += [p["id"] for p in body["predictions"]]
         values += [p["value"] for p in body["predictions"]]
-    fb = client.post("/feedback", json={"labels": [{"id": i, "label": y} for i, y in zip(ids, labels, strict=True)]})
-    fb.raise_for_status()
-    return ids, np.asarray(values), ",".join(sorted(versions, key=int))
+        if len(ids) - labelled >= label_every:
+            post_labels(len(ids))
+            labelled = len(ids)
+    if labelled < len(ids):
+        post_labels(len(ids))
+    return ServedMonth(ids, np.asarray(values), sorted(versions, key=int))
 
 
 # -- the flow of the year ---------------------------------------------------------------------------
@@ -232,6 +274,7 @@ def _records(frame: pd.DataFrame, use_case: UseCase) -> tuple[list[dict[str, Any
 
 
 def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> dict[str, Any]:
+    from pipelines.deploy import deploy_flow
     from pipelines.ingest import ingest_flow
     from pipelines.monitor import monitor_flow
     from pipelines.runtime import get_runtime
@@ -280,6 +323,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     reports: dict[str, str] = {"data_docs": str(layout.data_docs / "index.html")}
     month_names = [m for m in drops if m not in first_months][:months]
     service_log = layout.root / "logs" / "serving.log"
+    challenger: str | None = None
     with running_service(use_case=uc.name, state_dir=state_dir, log_path=service_log) as url:
         rt.settings.serving_url = url
         with httpx.Client(base_url=url, timeout=60) as client:
@@ -298,10 +342,31 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                 )
                 features, labels = _records(accepted, uc)
                 window_start = time.time()
-                _, predictions, served = serve_month(client, month=month, features=features, labels=labels)
+                rollout = None
+                if challenger is None:
+                    served = serve_month(client, month=month, features=features, labels=labels)
+                else:
+                    # Last month's challenger goes through a real canary on this month's traffic.
+                    with ThreadPoolExecutor(max_workers=1) as pool:
+                        traffic = pool.submit(
+                            serve_month,
+                            client,
+                            month=month,
+                            features=features,
+                            labels=labels,
+                            per_request=ROLLOUT_RECORDS_PER_REQUEST,
+                        )
+                        rollout = deploy_flow(
+                            use_case=uc.name,
+                            candidate_version=challenger,
+                            overrides=uc.deployment.demo_config,
+                            timeout_s=120,
+                            state_dir=str(state_dir),
+                        )
+                        served = traffic.result()
                 window_end = time.time() + 1e-3
                 y = target_vector(accepted, uc)
-                live = evaluate(uc.task, y, predictions)[metric]
+                live = evaluate(uc.task, y, served.predictions)[metric]
                 baseline = evaluate(uc.task, y, model_output(baseline_model, coerce_features(accepted, uc), uc.task))[
                     metric
                 ]
@@ -311,9 +376,11 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     until=window_end,
                     name=month,
                     retrain=True,
+                    deploy="none",  # the next month's traffic carries the rollout
                     state_dir=str(state_dir),
                 )
                 retraining = monitored.get("retraining")
+                challenger = retraining.get("challenger") if retraining else None
                 reports[month] = monitored.get("html_report") or ""
                 reports[f"{month}.json"] = monitored.get("json_report") or ""
                 row = MonthRow(
@@ -323,18 +390,28 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     rows_quarantined=result["rows_quarantined"],
                     drift_detected=bool(monitored["drift_detected"]),
                     drift_share=float(monitored.get("drift_share", 0.0)),
-                    live_model_version=served,
+                    live_model_version=",".join(served.versions),
                     live_error=float(live),
                     baseline_error=float(baseline),
                     retrained=retraining is not None,
-                    promoted_version=retraining.get("champion") if retraining and retraining["promoted"] else None,
+                    promoted_version=rollout["candidate_version"]
+                    if rollout and rollout["outcome"] == "promoted"
+                    else None,
+                    challenger_version=challenger,
+                    rollout=rollout,
                 )
                 rows.append(row)
                 print(
                     f"[demo] {month}: {row.rows_accepted}/{row.rows_received} rows accepted, "
-                    f"drift {row.drift_share:.2f}, live {metric} {row.live_error:.4g} "
+                    f"served by v{row.live_model_version}"
+                    + (
+                        f" ({rollout['strategy']} of v{rollout['candidate_version']}: {rollout['outcome']})"
+                        if rollout
+                        else ""
+                    )
+                    + f", drift {row.drift_share:.2f}, live {metric} {row.live_error:.4g} "
                     f"(bootstrap model {row.baseline_error:.4g})"
-                    + (f", retrained -> v{row.promoted_version}" if row.promoted_version else "")
+                    + (f", retrained -> challenger v{challenger}" if challenger else "")
                 )
 
     summary = {

@@ -45,6 +45,7 @@ def monitor_flow(
     until: float | None = None,
     name: str | None = None,
     retrain: bool | None = None,
+    deploy: str = "auto",
     state_dir: str | None = None,
 ) -> dict[str, Any]:
     """Compare a window of the prediction log (default: the last 24 h) with the serving model's reference."""
@@ -107,27 +108,55 @@ def monitor_flow(
     if summary.drift_detected and should_retrain:
         payload["retraining"] = retrain_flow(
             use_case=uc.name,
+            deploy=deploy,
             reason=f"drift share {summary.drift_share:.2f} >= {summary.threshold:.2f} in {name}",
             state_dir=state_dir,
         )
     return payload
 
 
+DEPLOY_MODES = ("auto", "rollout", "direct", "none")
+
+
 @flow(name="retrain", log_prints=True)
-def retrain_flow(use_case: str, reason: str = "manual", state_dir: str | None = None) -> dict[str, Any]:
-    """Train on the newest curated data; if the result beats the champion, promote it and reload the service."""
+def retrain_flow(
+    use_case: str, reason: str = "manual", deploy: str = "auto", state_dir: str | None = None
+) -> dict[str, Any]:
+    """Train on the newest curated data; a model that beats the champion is registered as challenger, then:
+
+    - ``rollout``: shipped through the service with the use case's strategy (the deploy flow);
+    - ``direct``: promoted to champion at once and the service told to reload;
+    - ``none``: left as challenger for someone else to deploy;
+    - ``auto`` (default): ``rollout`` when a service is configured (MLOPS_SERVING_URL), else ``direct``.
+    """
+    if deploy not in DEPLOY_MODES:
+        raise ValueError(f"deploy must be one of {DEPLOY_MODES}, not '{deploy}'")
     logger = get_run_logger()
     rt = get_runtime(state_dir)
     uc = rt.use_case(use_case)
     trained = train_flow(use_case=uc.name, state_dir=state_dir)
-    outcome: dict[str, Any] = {"reason": reason, "trained": trained, "promoted": False, "reload": None}
-    if trained["decision"]["verdict"] == "challenger":
+    outcome: dict[str, Any] = {"reason": reason, "trained": trained, "promoted": False, "reload": None, "rollout": None}
+    verdict = trained["decision"]["verdict"]
+    mode = ("rollout" if rt.settings.serving_url else "direct") if deploy == "auto" else deploy
+    if verdict == "challenger" and mode == "rollout":
+        from pipelines.deploy import deploy_flow
+
+        outcome["rollout"] = deploy_flow(use_case=uc.name, candidate_version=trained["version"], state_dir=state_dir)
+        outcome["promoted"] = outcome["rollout"]["outcome"] == "promoted"
+    elif verdict == "challenger" and mode == "direct":
         new, old = promote_challenger(rt.registry, uc.model_name, actor="retrain-flow", reason=reason)
-        outcome.update(promoted=True, champion=new, previous=old)
+        outcome.update(promoted=True, previous=old)
         outcome["reload"] = reload_service(rt.settings.serving_url, token=rt.settings.admin_token)
         logger.info("promoted v%s to champion (was v%s); service reload: %s", new, old, outcome["reload"])
+    elif verdict == "champion":  # the first model ever: nothing to compare with, nothing to roll out
+        outcome["reload"] = reload_service(rt.settings.serving_url, token=rt.settings.admin_token)
     else:
-        champion = rt.registry.by_alias(uc.model_name, CHAMPION)
-        outcome["champion"] = champion.version if champion else None
-        logger.info("kept champion: %s", trained["decision"]["reason"])
+        logger.info(
+            "kept the champion (%s): %s",
+            "challenger left for deployment" if verdict == "challenger" else "no challenger",
+            trained["decision"]["reason"],
+        )
+    champion = rt.registry.by_alias(uc.model_name, CHAMPION)
+    outcome["champion"] = champion.version if champion else None
+    outcome["challenger"] = trained["version"] if verdict == "challenger" and mode == "none" else None
     return outcome

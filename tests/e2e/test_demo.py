@@ -49,10 +49,19 @@ def test_a_year_in_production_tells_the_real_story(tmp_path: Path):
     assert not all(m["drift_detected"] for m in months)
     retrained = [m for m in months if m["retrained"]]
     assert retrained and all(m["drift_detected"] for m in retrained)
-    # the model that serves a month is the one promoted after the previous month
+    # every challenger is shipped through a real canary on the next month's traffic
+    rollouts = [m["rollout"] for m in months if m["rollout"]]
+    assert rollouts and any(r["outcome"] == "promoted" for r in rollouts)
     for before, after in itertools.pairwise(months):
-        if before["promoted_version"]:
-            assert after["live_model_version"] == before["promoted_version"]
+        if before["challenger_version"]:
+            rollout = after["rollout"]
+            assert rollout["strategy"] == "canary" and rollout["candidate_version"] == before["challenger_version"]
+            assert rollout["outcome"] in {"promoted", "rolled_back", "inconclusive"}
+            assert rollout["final_weight"] == (1.0 if rollout["outcome"] == "promoted" else 0.0)
+            served = set(after["live_model_version"].split(","))
+            assert rollout["candidate_version"] in served and len(served) == 2  # both versions took user traffic
+        else:
+            assert after["rollout"] is None
 
     story = summary["story"]
     assert story["months_after_first_retrain"] >= 6
