@@ -253,7 +253,7 @@ def create_app(
                     "unknown_count": len(unknown),
                 },
             )
-        state.log.add_feedback([(label.id, label.label) for label in body.labels], ts=time.time())
+        state.log.add_feedback([(label.id, label.label) for label in body.labels], ts=state.control.clock.now())
         return FeedbackResponse(accepted=len(body.labels))
 
     return app

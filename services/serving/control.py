@@ -93,6 +93,7 @@ class Control:
         self.control_interval = control_interval
         self.snapshot: Snapshot | None = None
         self.last_error: str | None = "not loaded yet"
+        self._release: tuple[float, set[str]] | None = None  # (when, versions to keep after it)
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- loops -------------------------------------------------------------------------------------
@@ -130,6 +131,9 @@ class Control:
         rollout = await asyncio.to_thread(self.store.active, self.model_name)
         revision = (serving_rev, rollout.revision if rollout else 0)
         if self.snapshot is not None and self.snapshot.revision == revision:
+            if self._release is not None and self._release[0] <= self.clock.now():
+                self.cache.retain(self._release[1])  # the blue-green rollback window is over
+                self._release = None
             return
         try:
             stable = await self.cache.ensure(stable_version)
@@ -145,22 +149,19 @@ class Control:
                 rollout = None
         self.snapshot = Snapshot(stable, candidate, rollout, revision)
         self.last_error = None
-        self.cache.retain(self._versions_to_keep(stable_version, rollout))
+        keep = {stable_version} | ({rollout.candidate_version} if rollout else set())
+        latest = await asyncio.to_thread(self.store.latest, self.model_name)
+        if latest is not None and latest.release_at is not None and latest.release_at > self.clock.now():
+            # Blue-green: the old slot stays warm for the rollback window, then is released.
+            self._release = (latest.release_at, set(keep))
+            keep.add(latest.stable_version)
+        self.cache.retain(keep)
 
     def _seed_stable(self, version: str) -> None:
         try:
             self.store.set_stable(self.model_name, version, now=self.clock.now())
         except ConflictError:
             pass  # another replica seeded it first
-
-    def _versions_to_keep(self, stable: str, rollout: Rollout | None) -> set[str]:
-        keep = {stable}
-        if rollout is not None:
-            keep.add(rollout.candidate_version)
-        latest = self.store.latest(self.model_name)
-        if latest is not None and latest.release_at is not None and latest.release_at > self.clock.now():
-            keep.add(latest.stable_version)  # blue-green: the old slot stays warm for the rollback window
-        return keep
 
     def _abort_unloadable(self, rollout: Rollout, reason: str) -> None:
         try:

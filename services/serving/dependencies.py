@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
@@ -46,7 +45,8 @@ class ServiceState:
         latency_ms: float,
         error: str | None = None,
     ) -> list[PredictionRecord]:
-        now = time.time()
+        # The control plane's clock, not the wall clock: analysis windows are cut with it.
+        now = self.control.clock.now()
         return [
             PredictionRecord(
                 pid,

@@ -39,11 +39,25 @@ def test_corruption_breaks_rows_but_keeps_the_header(bike):
 
 def test_story_compares_errors_after_the_first_retraining():
     rows = [
-        MonthRow("2011-04", 1, 1, 0, True, 0.5, "1", 10, 10, True, "2"),
-        MonthRow("2011-05", 1, 1, 0, False, 0.1, "2", 8, 12, False),
+        MonthRow("2011-04", 1, 1, 0, True, 0.5, "1", 10, 10, True, challenger_version="2"),
+        MonthRow(
+            "2011-05",
+            1,
+            1,
+            0,
+            False,
+            0.1,
+            "1,2",
+            8,
+            12,
+            False,
+            promoted_version="2",
+            rollout={"strategy": "canary", "candidate_version": "2", "outcome": "promoted"},
+        ),
         MonthRow("2011-06", 1, 1, 0, False, 0.1, "2", 6, 14, False),
     ]
     s = story(rows)
     assert s["first_retrain_month"] == "2011-04" and s["months_after_first_retrain"] == 2
     assert s["mean_live_error_after"] == 7 and s["mean_baseline_error_after"] == 13
-    assert "yes -> v2" in format_table(rows, "rmse")
+    table = format_table(rows, "rmse")
+    assert "yes -> v2" in table and "v1,v2" in table and "canary v2 promoted" in table

@@ -286,15 +286,19 @@ def _tick_ab(r: Rollout, metrics: MetricsSource, *, now: float) -> tuple[Rollout
         )
         return new, [base, *more]
     if errors:
-        new, more = _finish(
-            r.evolve(detected_at=now),
-            phase="rolled_back",
-            now=now,
-            actor=SYSTEM,
-            kind="rolled_back",
-            message=f"rolled back: {errors}",
-        )
-        return new, [base, *more]
+        r = r.evolve(failures=r.failures + 1, detected_at=r.detected_at or now)
+        if r.failures >= r.config.failure_limit:
+            new, more = _finish(
+                r,
+                phase="rolled_back",
+                now=now,
+                actor=SYSTEM,
+                kind="rolled_back",
+                message=f"rolled back automatically after {r.failures} failed guardrail checks "
+                f"(limit {r.config.failure_limit}): {errors}",
+            )
+            return new, [base, *more]
+        return r, [base]
     if cmp.verdict == "candidate_better":
         new, more = _finish(
             r,
