@@ -148,13 +148,22 @@ def serve(
     state_dir: StateDirOpt = None,
 ) -> None:
     """Serve `models:/<model>@champion` over HTTP (FastAPI): POST /predict, POST /feedback,
-    GET /health, GET /ready, POST /admin/reload. Every prediction is written to the prediction log.
+    GET /health, GET /ready, GET /metrics (Prometheus), and the admin API under /admin (rollouts,
+    reload; header X-Admin-Token). Every prediction is written to the prediction log.
     API docs at http://HOST:PORT/docs.
     """
     import os
 
     prepare_environment(state_dir)
     os.environ["MLOPS_USE_CASE"] = use_case
+    from pydantic import ValidationError
+
+    from services.serving.settings import ServingSettings
+
+    try:
+        ServingSettings()  # fail here, with a message, rather than inside the server
+    except ValidationError as err:
+        _fail("; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors()))
     import uvicorn
 
     uvicorn.run("services.serving.app:app_from_env", factory=True, host=host, port=port, log_level="info")

@@ -13,6 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.db import make_engine
+
 _metadata = sa.MetaData()
 
 predictions = sa.Table(
@@ -83,15 +85,7 @@ class PredictionLog:
     """Synchronous store; the service wraps it in a non-blocking batching writer."""
 
     def __init__(self, url: str) -> None:
-        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
-        self._engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        if url.startswith("sqlite"):
-            # WAL lets monitoring read while the service writes.
-            @sa.event.listens_for(self._engine, "connect")
-            def _wal(dbapi_conn: Any, _: Any) -> None:
-                dbapi_conn.execute("PRAGMA journal_mode=WAL")
-                dbapi_conn.execute("PRAGMA synchronous=NORMAL")
-
+        self._engine = make_engine(url)
         _metadata.create_all(self._engine)
 
     def write(self, records: Sequence[PredictionRecord]) -> None:

@@ -273,32 +273,23 @@ def _answer(
     if decision.variant == "candidate" and snap.candidate is not None:
         started = time.perf_counter()
         try:
-            values = snap.candidate.predict(frame, state.use_case)
-            latency = (time.perf_counter() - started) * 1000
-            _count(state, snap.candidate.version, "candidate", "ok", len(ids), latency)
-            rows = state.log_rows(
-                ids=ids,
-                request_id=request_id,
-                records=records,
-                model=snap.candidate,
-                variant="candidate",
-                values=values,
-                latency_ms=latency,
-            )
-            return snap.candidate, "candidate", values, rows
+            values, error = snap.candidate.predict(frame, state.use_case), None
         except Exception as err:  # noqa: BLE001 - the user still gets an answer, from stable
-            latency = (time.perf_counter() - started) * 1000
-            _count(state, snap.candidate.version, "candidate", "error", len(ids), latency)
-            rows = state.log_rows(
-                ids=ids,
-                request_id=request_id,
-                records=records,
-                model=snap.candidate,
-                variant="candidate",
-                values=None,
-                latency_ms=latency,
-                error=f"{type(err).__name__}: {err}",
-            )
+            values, error = None, f"{type(err).__name__}: {err}"
+        latency = (time.perf_counter() - started) * 1000
+        _count(state, snap.candidate.version, "candidate", "error" if error else "ok", len(ids), latency)
+        rows = state.log_rows(
+            ids=ids,
+            request_id=request_id,
+            records=records,
+            model=snap.candidate,
+            variant="candidate",
+            values=values,
+            latency_ms=latency,
+            error=error,
+        )
+        if error is None:
+            return snap.candidate, "candidate", values, rows
     started = time.perf_counter()
     try:
         values = snap.stable.predict(frame, state.use_case)

@@ -98,6 +98,7 @@ class Control:
 
     # -- loops -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        await asyncio.to_thread(self._adopt_registry_champion)
         await self.sync()
         self._tasks = [
             asyncio.create_task(self._loop(self.sync, self.sync_interval), name="rollout-sync"),
@@ -156,6 +157,17 @@ class Control:
             self._release = (latest.release_at, set(keep))
             keep.add(latest.stable_version)
         self.cache.retain(keep)
+
+    def _adopt_registry_champion(self) -> None:
+        """At start-up the registry's champion wins over a stale serving state (it may have been promoted
+        directly while no service ran), unless a rollout is in progress: then the rollout decides."""
+        champion = self.source.alias_version(self.model_name, "champion")
+        stable, _, _ = self.store.serving_state(self.model_name)
+        if champion is not None and champion != stable and self.store.active(self.model_name) is None:
+            try:
+                self.store.set_stable(self.model_name, champion, now=self.clock.now())
+            except ConflictError:
+                pass  # a rollout started meanwhile
 
     def _seed_stable(self, version: str) -> None:
         try:

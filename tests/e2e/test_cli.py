@@ -52,3 +52,12 @@ def test_ingest_exits_non_zero_on_a_rejected_batch(tmp_path):
     batch.write_text("")
     out = mlops("ingest", str(batch), state=tmp_path / "state")
     assert out.returncode == 1 and "batch rejected: file is empty" in out.stderr
+
+
+def test_serve_refuses_the_default_token_outside_dev_mode(tmp_path):
+    env = {**os.environ, "MLOPS_DEV_MODE": "false", "MLOPS_STATE_DIR": str(tmp_path)}
+    env.pop("MLOPS_ADMIN_TOKEN", None)
+    out = subprocess.run(
+        [MLOPS, "serve", "--port", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and "MLOPS_ADMIN_TOKEN must be set to a secret" in out.stderr

@@ -14,20 +14,10 @@ from core.layout import StateLayout
 from services.serving.app import create_app
 from services.serving.rollouts.clock import ManualClock
 from services.serving.settings import ServingSettings
+from tests.support.records import BIKE_RECORD as RECORD
 
 TOKEN = "rollout-token"
 ADMIN = {"X-Admin-Token": TOKEN, "X-Actor": "tester"}
-RECORD = {
-    "hr": 8,
-    "weekday": 2,
-    "workingday": 1,
-    "holiday": 0,
-    "weathersit": "clear",
-    "temp": 0.5,
-    "atemp": 0.48,
-    "hum": 0.6,
-    "windspeed": 0.2,
-}
 QUICK = {
     "analysis_interval_seconds": 1,
     "failure_limit": 1,
@@ -180,7 +170,12 @@ def test_shadow_mirrors_and_compares_on_the_same_requests(api):
     assert comparison["diff_p99"] == pytest.approx(0, abs=1e-6)
 
 
-def test_promote_after_failed_analysis_is_refused_unless_forced(api, clock):
+def _failing_canary(api: TestClient, clock: ManualClock, *, failure_limit: int) -> str:
+    """A canary whose analysis must fail: no real model answers in a microsecond.
+
+    At 50 % the candidate is sure to get its 3 samples out of 40 requests (at 10 % it would miss
+    them about one time in five, and the check would rightly be inconclusive).
+    """
     rid = api.post(
         "/admin/rollouts",
         headers=ADMIN,
@@ -188,12 +183,18 @@ def test_promote_after_failed_analysis_is_refused_unless_forced(api, clock):
             "strategy": "canary",
             "candidate_version": "2",
             "analysis_interval_seconds": 1,
-            "failure_limit": 3,
+            "failure_limit": failure_limit,
+            "steps": [{"weight": 0.5, "bake_seconds": 60}, {"weight": 1.0, "bake_seconds": 0}],
             "checks": [{"metric": "latency_p50", "threshold": 1e-6, "min_samples": 3}],
         },
     ).json()["id"]
     _predict(api, 40)
     clock.advance(2)
+    return rid
+
+
+def test_promote_after_failed_analysis_is_refused_unless_forced(api, clock):
+    rid = _failing_canary(api, clock, failure_limit=3)
     _wait(lambda: api.get(f"/admin/rollouts/{rid}", headers=ADMIN).json()["failures"] >= 1)
     refused = api.post(f"/admin/rollouts/{rid}/promote", headers=ADMIN)
     assert refused.status_code == 409 and "promotion refused" in refused.json()["detail"]
@@ -204,19 +205,7 @@ def test_promote_after_failed_analysis_is_refused_unless_forced(api, clock):
 
 
 def test_failures_roll_back_automatically(api, clock):
-    rid = api.post(
-        "/admin/rollouts",
-        headers=ADMIN,
-        json={
-            "strategy": "canary",
-            "candidate_version": "2",
-            "analysis_interval_seconds": 1,
-            "failure_limit": 1,
-            "checks": [{"metric": "latency_p50", "threshold": 1e-6, "min_samples": 3}],
-        },
-    ).json()["id"]
-    _predict(api, 40)
-    clock.advance(2)
+    rid = _failing_canary(api, clock, failure_limit=1)
     _wait(lambda: api.get(f"/admin/rollouts/{rid}", headers=ADMIN).json()["phase"] == "rolled_back")
     assert set(_predict(api, 10)) == {("1", "stable")}
 
@@ -278,3 +267,14 @@ def test_prometheus_metrics_are_labelled_by_version(api):
     assert 'mlops_predict_requests_total{model_version="2",variant="candidate"}' in text
     assert "mlops_rollout_weight 0.5" in text and 'mlops_rollout_phase{phase="progressing"} 1.0' in text
     assert 'mlops_predict_latency_seconds_bucket{le="0.01",model_version="2",variant="candidate"}' in text
+
+
+def test_a_restarted_service_adopts_a_champion_promoted_while_it_was_down(fresh_registry, tmp_path):
+    db = tmp_path / "serving.db"
+    with _client(fresh_registry, db) as before:
+        assert before.get("/ready").json()["model_version"] == "1"
+    uri = StateLayout(fresh_registry).tracking_uri
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias("bike-demand", "champion", "2")
+    with _client(fresh_registry, db) as after:
+        assert after.get("/ready").json()["model_version"] == "2"
+        assert set(_predict(after, 3)) == {("2", "stable")}

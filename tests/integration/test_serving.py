@@ -13,18 +13,8 @@ from core.layout import StateLayout
 from core.predlog import PredictionLog
 from services.serving.app import create_app
 from services.serving.settings import ServingSettings
+from tests.support.records import BIKE_RECORD as RECORD
 
-RECORD = {
-    "hr": 8,
-    "weekday": 2,
-    "workingday": 1,
-    "holiday": 0,
-    "weathersit": "clear",
-    "temp": 0.5,
-    "atemp": 0.48,
-    "hum": 0.6,
-    "windspeed": 0.2,
-}
 TOKEN = "test-token"
 
 

@@ -15,19 +15,9 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-BODY = json.dumps(
-    {
-        "hr": 8,
-        "weekday": 2,
-        "workingday": 1,
-        "holiday": 0,
-        "weathersit": "clear",
-        "temp": 0.5,
-        "atemp": 0.48,
-        "hum": 0.6,
-        "windspeed": 0.2,
-    }
-).encode()
+from tests.support.records import BIKE_RECORD
+
+BODY = json.dumps(BIKE_RECORD).encode()
 
 
 def worker(url: str, stop_at: float, stop_file: Path, out: list[dict], lock: threading.Lock, name: str) -> None:

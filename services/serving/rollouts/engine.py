@@ -274,64 +274,43 @@ def _tick_ab(r: Rollout, metrics: MetricsSource, *, now: float) -> tuple[Rollout
         f"p={cmp.p_value:.4g}); SRM p={srm_p:.3g}",
         data,
     )
-    if stable.requests + candidate.requests >= 100 and srm_p < ab.srm_alpha:
-        new, more = _finish(
-            r.evolve(detected_at=now),
-            phase="rolled_back",
-            now=now,
-            actor=SYSTEM,
-            kind="rolled_back",
-            message=f"sample ratio mismatch (p={srm_p:.2g}): the router does not split "
-            f"{ab.split:.0%}/{1 - ab.split:.0%}; result not trusted",
-        )
+
+    def conclude(phase: str, message: str, *, detected: bool) -> tuple[Rollout, list[Event]]:
+        ended = r.evolve(detected_at=r.detected_at or now) if detected else r
+        new, more = _finish(ended, phase=phase, now=now, actor=SYSTEM, kind=phase, message=message)
         return new, [base, *more]
+
+    if stable.requests + candidate.requests >= 100 and srm_p < ab.srm_alpha:
+        return conclude(
+            "rolled_back",
+            f"sample ratio mismatch (p={srm_p:.2g}): the router does not split "
+            f"{ab.split:.0%}/{1 - ab.split:.0%}; result not trusted",
+            detected=True,
+        )
     if errors:
         r = r.evolve(failures=r.failures + 1, detected_at=r.detected_at or now)
-        if r.failures >= r.config.failure_limit:
-            new, more = _finish(
-                r,
-                phase="rolled_back",
-                now=now,
-                actor=SYSTEM,
-                kind="rolled_back",
-                message=f"rolled back automatically after {r.failures} failed guardrail checks "
-                f"(limit {r.config.failure_limit}): {errors}",
-            )
-            return new, [base, *more]
-        return r, [base]
+        if r.failures < r.config.failure_limit:
+            return r, [base]
+        return conclude(
+            "rolled_back",
+            f"rolled back automatically after {r.failures} failed guardrail checks "
+            f"(limit {r.config.failure_limit}): {errors}",
+            detected=True,
+        )
+    losses = f"({cmp.mean_candidate:.4g} vs {cmp.mean_stable:.4g}, p={cmp.p_value:.3g})"
     if cmp.verdict == "candidate_better":
-        new, more = _finish(
-            r,
-            phase="promoted",
-            now=now,
-            actor=SYSTEM,
-            kind="promoted",
-            message=f"promoted v{r.candidate_version}: significantly lower loss "
-            f"({cmp.mean_candidate:.4g} vs {cmp.mean_stable:.4g}, p={cmp.p_value:.3g})",
+        return conclude(
+            "promoted", f"promoted v{r.candidate_version}: significantly lower loss {losses}", detected=False
         )
-        return new, [base, *more]
     if cmp.verdict == "candidate_worse":
-        new, more = _finish(
-            r.evolve(detected_at=now),
-            phase="rolled_back",
-            now=now,
-            actor=SYSTEM,
-            kind="rolled_back",
-            message=f"rolled back: significantly higher loss ({cmp.mean_candidate:.4g} vs "
-            f"{cmp.mean_stable:.4g}, p={cmp.p_value:.3g})",
-        )
-        return new, [base, *more]
+        return conclude("rolled_back", f"rolled back: significantly higher loss {losses}", detected=True)
     if cmp.verdict == "no_difference":
-        new, more = _finish(
-            r,
-            phase="inconclusive",
-            now=now,
-            actor=SYSTEM,
-            kind="inconclusive",
-            message=f"no significant difference at the planned {n} outcomes per arm "
+        return conclude(
+            "inconclusive",
+            f"no significant difference at the planned {n} outcomes per arm "
             f"(p={cmp.p_value:.3g}): stable v{r.stable_version} stays",
+            detected=False,
         )
-        return new, [base, *more]
     return r, [base]
 
 

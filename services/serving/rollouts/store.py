@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.db import make_engine
 from services.serving.rollouts.state import TERMINAL, Event, Rollout
 
 _metadata = sa.MetaData()
@@ -57,14 +58,7 @@ class ConflictError(RuntimeError):
 
 class RolloutStore:
     def __init__(self, url: str) -> None:
-        connect_args = {"timeout": 30} if url.startswith("sqlite") else {}
-        self._engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
-        if url.startswith("sqlite"):
-
-            @sa.event.listens_for(self._engine, "connect")
-            def _wal(dbapi_conn: Any, _: Any) -> None:
-                dbapi_conn.execute("PRAGMA journal_mode=WAL")
-
+        self._engine = make_engine(url)
         _metadata.create_all(self._engine)
 
     # -- the serving state: which version is stable ----------------------------------------------

@@ -1,0 +1,25 @@
+"""One way to open the project's SQL databases: SQLite by default, any SQLAlchemy URL otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine with SQLite tuned for several processes sharing one file.
+
+    WAL lets readers (monitoring, other replicas) proceed while a writer writes;
+    the 30 s busy timeout makes writers queue instead of failing.
+    """
+    is_sqlite = url.startswith("sqlite")
+    engine = sa.create_engine(url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=True)
+    if is_sqlite:
+
+        @sa.event.listens_for(engine, "connect")
+        def _wal(dbapi_conn: Any, _: Any) -> None:
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
+
+    return engine
