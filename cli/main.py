@@ -45,6 +45,18 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _require_pipelines() -> None:
+    """The pipeline stages need the `pipelines` extra; the serving role installs without it."""
+    import importlib.util
+
+    missing = [m for m in ("prefect", "great_expectations", "evidently") if importlib.util.find_spec(m) is None]
+    if missing:
+        _fail(
+            f"this command needs {', '.join(missing)}: install the pipeline extra, "
+            "pip install 'mlops-loop[pipelines]' (only `mlops serve` and `mlops rollout` run without it)"
+        )
+
+
 def _known_errors() -> tuple[type[Exception], ...]:
     from core.usecase import UseCaseError
 
@@ -73,6 +85,7 @@ def ingest(
     Re-ingesting the same file does nothing. Exits 1 when the whole batch was rejected.
     """
     prepare_environment(state_dir)
+    _require_pipelines()
     try:
         from pipelines.ingest import ingest_flow
 
@@ -95,6 +108,7 @@ def validate(
     which rows would be quarantined and why. Writes nothing but the Data Docs.
     """
     prepare_environment(state_dir)
+    _require_pipelines()
     try:
         from pipelines.batches import BatchRejected
         from pipelines.ingest import process_batch
@@ -132,6 +146,7 @@ def train(
     become `challenger` only if they beat the champion on the same held-out window by the use case's margin.
     """
     prepare_environment(state_dir)
+    _require_pipelines()
     try:
         from pipelines.train import train_flow
 
@@ -183,6 +198,7 @@ def monitor(
     import time
 
     prepare_environment(state_dir)
+    _require_pipelines()
     try:
         from pipelines.monitor import monitor_flow
 
@@ -202,6 +218,7 @@ def retrain(
     and tell the running service (MLOPS_SERVING_URL) to load it.
     """
     prepare_environment(state_dir)
+    _require_pipelines()
     try:
         from pipelines.monitor import retrain_flow
 
@@ -222,6 +239,7 @@ def demo(
     Each run starts fresh: it clears what an earlier run wrote (data, registry, reports), keeping Prefect's database.
     """
     root = prepare_environment(state_dir)
+    _require_pipelines()
     try:
         from pipelines.demo import run_demo
 

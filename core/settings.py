@@ -12,13 +12,19 @@ from core.layout import StateLayout
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def default_usecases_dir() -> Path:
+    """``./usecases`` when run from a project folder, else the source checkout's (editable installs)."""
+    here = Path.cwd() / "usecases"
+    return here if here.is_dir() else PROJECT_ROOT / "usecases"
+
+
 class CommonSettings(BaseSettings):
     """Read from ``MLOPS_*`` environment variables (and ``.env`` when present)."""
 
     model_config = SettingsConfigDict(env_prefix="MLOPS_", env_file=".env", extra="ignore")
 
     state_dir: Path = Field(default=Path(".mlops"), description="Root of everything the loop writes.")
-    usecases_dir: Path = Field(default=PROJECT_ROOT / "usecases", description="Folder of use-case YAML files.")
+    usecases_dir: Path = Field(default_factory=default_usecases_dir, description="Folder of use-case YAML files.")
     tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; defaults to SQLite inside the state directory."
     )

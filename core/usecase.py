@@ -268,7 +268,10 @@ def load_use_case(name_or_path: str | Path, *, usecases_dir: Path) -> UseCase:
         path = usecases_dir / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in usecases_dir.glob("*.yaml")) if usecases_dir.is_dir() else []
-        raise UseCaseError(f"unknown use case '{name_or_path}' (no {path}); known use cases: {known}")
+        raise UseCaseError(
+            f"unknown use case '{name_or_path}' (no {path}); known use cases: {known}. "
+            "Set MLOPS_USECASES_DIR to the folder of use-case YAML files."
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

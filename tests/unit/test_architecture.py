@@ -25,3 +25,17 @@ def test_importing_the_packages_does_no_work():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_serving_role_installs_without_the_pipeline_libraries():
+    """`pip install .` (no extras) is the serving role; the heavy libraries come with the `pipelines` extra."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    name = lambda req: re.split(r"[=<>\[ ;]", req, maxsplit=1)[0].lower()  # noqa: E731
+    heavy = {"prefect", "great-expectations", "evidently"}
+    assert heavy.isdisjoint(name(r) for r in project["dependencies"])
+    assert heavy <= {name(r) for r in project["optional-dependencies"]["pipelines"]}
+    pinned = [r for r in project["dependencies"] + project["optional-dependencies"]["pipelines"] if "==" not in r]
+    assert pinned == [], f"unpinned direct dependencies: {pinned}"
