@@ -32,7 +32,7 @@ UseCaseOpt = Annotated[
 ]
 StateDirOpt = Annotated[
     Path | None,
-    typer.Option("--state-dir", envvar="MLOPS_STATE_DIR", help="Where everything is written [default: ./.mlops]."),
+    typer.Option("--state-dir", envvar="MLOPS_STATE_DIR", help="Where everything is written (default: ./.mlops)."),
 ]
 
 
@@ -212,17 +212,25 @@ def monitor(
 def retrain(
     use_case: UseCaseOpt = "bike_demand",
     reason: Annotated[str, typer.Option(help="Why; recorded on the registered model.")] = "manual",
+    deploy: Annotated[
+        str,
+        typer.Option(
+            help="rollout: through the service's rollout; direct: promote at once; none: leave as "
+            "challenger; auto: rollout when MLOPS_SERVING_URL is set, else direct."
+        ),
+    ] = "auto",
     state_dir: StateDirOpt = None,
 ) -> None:
-    """Retrain on all curated data, promote the result to champion if it beats the current one,
-    and tell the running service (MLOPS_SERVING_URL) to load it.
+    """Retrain on all curated data. A model that beats the champion on the same held-out window becomes
+    challenger and is then deployed: through a rollout in the running service (MLOPS_SERVING_URL), or
+    promoted directly when no service is configured.
     """
     prepare_environment(state_dir)
     _require_pipelines()
     try:
         from pipelines.monitor import retrain_flow
 
-        _print(retrain_flow(use_case=use_case, reason=reason))
+        _print(retrain_flow(use_case=use_case, reason=reason, deploy=deploy))
     except (*_known_errors(), ValueError) as err:
         _fail(str(err))
 

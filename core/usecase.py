@@ -155,7 +155,6 @@ class Deployment(_Strict):
 
 class Demo(_Strict):
     bootstrap_until: str = Field(description="Rows before this date bootstrap the first model.")
-    batches: Literal["month"] = "month"
     corrupt_batch: str | None = Field(default=None, description="Month (YYYY-MM) whose drop is corrupted.")
 
 

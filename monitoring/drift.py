@@ -35,7 +35,6 @@ class DriftSummary:
     features: dict[str, ColumnDrift]
     prediction: ColumnDrift | None
     html_report: str | None = None
-    json_report: str | None = None
     quality: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
