@@ -1,0 +1,64 @@
+"""The serving state and the prediction log on the machine's real PostgreSQL (a database of their own)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from core.predlog import PredictionLog, PredictionRecord
+from services.serving.rollouts import engine
+from services.serving.rollouts.config import RolloutConfig
+from services.serving.rollouts.store import ConflictError, RolloutStore
+
+SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    name = f"mlops_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as err:
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {err}")
+    try:
+        yield f"{SERVER}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_rollout_state_and_decision_log_on_postgres(pg_url: str):
+    store = RolloutStore(pg_url)
+    store.set_stable("m", "1", now=1.0)
+    rollout, events = engine.start(
+        RolloutConfig(strategy="ab", candidate_version="2"), model_name="m", stable_version="1", now=2.0, actor="t"
+    )
+    stored = store.create(rollout, events)
+    with pytest.raises(ConflictError, match="one rollout at a time"):
+        store.create(rollout.evolve(id="other"), [])
+    promoted, more = engine.promote(stored, now=3.0, actor="t")
+    store.update(promoted, more, expected_revision=stored.revision)
+    with pytest.raises(ConflictError, match="changed since revision"):
+        store.update(promoted, [], expected_revision=stored.revision)  # a stale writer loses
+    assert store.serving_state("m") == ("2", "1", 2)
+    assert [e.kind for e in store.events(rollout.id)] == ["started", "promoted"]
+    store.close()
+    reopened = RolloutStore(pg_url)  # survives a restart
+    assert reopened.get(rollout.id).phase == "promoted" and reopened.active("m") is None
+    reopened.close()
+
+
+def test_prediction_log_and_feedback_on_postgres(pg_url: str):
+    log = PredictionLog(pg_url)
+    log.write([PredictionRecord("r1", "r1", 10.0, "uc", "m", "1", "stable", {"x": 1}, 2.5, 1.0)])
+    assert log.unknown_ids(["r1", "r2"]) == ["r2"]
+    log.add_feedback([("r1", 3.0)], ts=11.0)
+    [row] = log.window(use_case="uc", since=0, until=100)
+    assert (row.prediction, row.label, row.features) == (2.5, 3.0, {"x": 1})
+    log.close()
