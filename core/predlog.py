@@ -210,9 +210,5 @@ class PredictionLog:
         with self._engine.connect() as conn:
             return [(a, b) for a, b in conn.execute(q).all()]
 
-    def count(self) -> int:
-        with self._engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar_one())
-
     def close(self) -> None:
         self._engine.dispose()

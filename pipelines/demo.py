@@ -301,16 +301,19 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     def arrival(month: str) -> datetime:
         return datetime.fromisoformat(f"{month}-01")
 
-    print(f"[demo] {uc.name}: bootstrap on {', '.join(first_months)}")
-    bootstrap_rows = 0
-    for month in first_months:
-        result = ingest_flow(
+    def ingest(month: str) -> dict[str, Any]:
+        """Drop the month's file and ingest it, arriving on the 1st."""
+        return ingest_flow(
             source=str(write_drop(month, drops[month])),
             use_case=uc.name,
             arrival=arrival(month),
             state_dir=str(state_dir),
         )
-        bootstrap_rows += result["rows_accepted"]
+
+    print(f"[demo] {uc.name}: bootstrap on {', '.join(first_months)}")
+    bootstrap_rows = 0
+    for month in first_months:
+        bootstrap_rows += ingest(month)["rows_accepted"]
     trained = train_flow(use_case=uc.name, state_dir=str(state_dir))
     baseline_version = trained["version"]
     baseline_model = rt.registry.load(uc.model_name, baseline_version)
@@ -328,12 +331,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
         rt.settings.serving_url = url
         with httpx.Client(base_url=url, timeout=60) as client:
             for month in month_names:
-                result = ingest_flow(
-                    source=str(write_drop(month, drops[month])),
-                    use_case=uc.name,
-                    arrival=arrival(month),
-                    state_dir=str(state_dir),
-                )
+                result = ingest(month)
                 accepted = rt.lake.read_curated(uc.name)
                 accepted = (
                     accepted[accepted["event_time"].dt.strftime("%Y-%m") == month]

@@ -88,11 +88,6 @@ class DataLake:
         path = self.layout.ledger / result.use_case / f"{result.batch_id}.json"
         _atomic_write(path, json.dumps(asdict(result), indent=2).encode())
 
-    def ledger(self, use_case: str) -> list[IngestResult]:
-        folder = self.layout.ledger / use_case
-        entries = [IngestResult(**json.loads(p.read_text())) for p in folder.glob("*.json")] if folder.exists() else []
-        return sorted(entries, key=lambda e: e.ingested_at)
-
     def write_curated(self, use_case: str, batch_id: str, frame: pd.DataFrame) -> None:
         """One file per (event date, batch): rewriting a batch replaces its own files and nothing else."""
         if frame.empty:

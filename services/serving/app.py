@@ -259,6 +259,41 @@ def create_app(
     return app
 
 
+def _timed_predict(state: ServiceState, model: LoadedModel, frame: Any) -> tuple[Any, str | None, float]:
+    """(values, error, latency in ms): a failure is returned, not raised, so the caller decides what it means."""
+    started = time.perf_counter()
+    try:
+        values, error = model.predict(frame, state.use_case), None
+    except Exception as err:  # noqa: BLE001 - the caller falls back, fails the request, or just logs
+        values, error = None, f"{type(err).__name__}: {err}"
+    return values, error, (time.perf_counter() - started) * 1000
+
+
+def _record(
+    state: ServiceState,
+    model: LoadedModel,
+    variant: str,
+    values: Any,
+    error: str | None,
+    latency: float,
+    *,
+    ids: list[str],
+    request_id: str,
+    records: list[dict[str, Any]],
+) -> list[PredictionRecord]:
+    _count(state, model.version, variant, "error" if error else "ok", len(ids), latency)
+    return state.log_rows(
+        ids=ids,
+        request_id=request_id,
+        records=records,
+        model=model,
+        variant=variant,
+        values=values,
+        latency_ms=latency,
+        error=error,
+    )
+
+
 def _answer(
     state: ServiceState,
     snap: Any,
@@ -269,46 +304,19 @@ def _answer(
     records: list[dict[str, Any]],
 ) -> tuple[LoadedModel, str, Any, list[PredictionRecord]]:
     """Predict with the routed version. A failing candidate falls back to stable; its failure is logged."""
+    where = {"ids": ids, "request_id": request_id, "records": records}
     rows: list[PredictionRecord] = []
     if decision.variant == "candidate" and snap.candidate is not None:
-        started = time.perf_counter()
-        try:
-            values, error = snap.candidate.predict(frame, state.use_case), None
-        except Exception as err:  # noqa: BLE001 - the user still gets an answer, from stable
-            values, error = None, f"{type(err).__name__}: {err}"
-        latency = (time.perf_counter() - started) * 1000
-        _count(state, snap.candidate.version, "candidate", "error" if error else "ok", len(ids), latency)
-        rows = state.log_rows(
-            ids=ids,
-            request_id=request_id,
-            records=records,
-            model=snap.candidate,
-            variant="candidate",
-            values=values,
-            latency_ms=latency,
-            error=error,
-        )
+        values, error, latency = _timed_predict(state, snap.candidate, frame)
+        rows = _record(state, snap.candidate, "candidate", values, error, latency, **where)
         if error is None:
             return snap.candidate, "candidate", values, rows
-    started = time.perf_counter()
-    try:
-        values = snap.stable.predict(frame, state.use_case)
-    except Exception as err:
+    values, error, latency = _timed_predict(state, snap.stable, frame)
+    if error is not None:
         raise HTTPException(
-            status.HTTP_500_INTERNAL_SERVER_ERROR, f"model v{snap.stable.version} failed: {type(err).__name__}"
-        ) from err
-    latency = (time.perf_counter() - started) * 1000
-    _count(state, snap.stable.version, "stable", "ok", len(ids), latency)
-    rows += state.log_rows(
-        ids=ids,
-        request_id=request_id,
-        records=records,
-        model=snap.stable,
-        variant="stable",
-        values=values,
-        latency_ms=latency,
-    )
-    return snap.stable, "stable", values, rows
+            status.HTTP_500_INTERNAL_SERVER_ERROR, f"model v{snap.stable.version} failed: {error.split(':')[0]}"
+        )
+    return snap.stable, "stable", values, rows + _record(state, snap.stable, "stable", values, None, latency, **where)
 
 
 async def _mirror(
@@ -320,25 +328,9 @@ async def _mirror(
     records: list[dict[str, Any]],
 ) -> None:
     """Shadow traffic: the candidate answers off the user's path; its answer is only logged."""
-    started = time.perf_counter()
-    try:
-        values = await asyncio.to_thread(candidate.predict, frame, state.use_case)
-        error = None
-    except Exception as err:  # noqa: BLE001 - a failing candidate is exactly what shadowing is for
-        values, error = None, f"{type(err).__name__}: {err}"
-    latency = (time.perf_counter() - started) * 1000
-    _count(state, candidate.version, "shadow", "error" if error else "ok", len(ids), latency)
+    values, error, latency = await asyncio.to_thread(_timed_predict, state, candidate, frame)
     await state.writer.submit(
-        state.log_rows(
-            ids=ids,
-            request_id=request_id,
-            records=records,
-            model=candidate,
-            variant="shadow",
-            values=values,
-            latency_ms=latency,
-            error=error,
-        )
+        _record(state, candidate, "shadow", values, error, latency, ids=ids, request_id=request_id, records=records)
     )
 
 

@@ -121,14 +121,12 @@ class Control:
     async def sync(self) -> None:
         """Read the shared state, load what it names, swap the snapshot."""
         stable_version, _, serving_rev = await asyncio.to_thread(self.store.serving_state, self.model_name)
-        if stable_version is None:
-            champion = await asyncio.to_thread(self.source.alias_version, self.model_name, "champion")
-            if champion is None:
+        if stable_version is None:  # a first start, or a champion that appeared since
+            await asyncio.to_thread(self._adopt_registry_champion)
+            stable_version, _, serving_rev = await asyncio.to_thread(self.store.serving_state, self.model_name)
+            if stable_version is None:
                 self.last_error = f"registry has no 'champion' for model '{self.model_name}' yet: train one"
                 return
-            await asyncio.to_thread(self._seed_stable, champion)
-            stable_version, _, serving_rev = await asyncio.to_thread(self.store.serving_state, self.model_name)
-            assert stable_version is not None
         rollout = await asyncio.to_thread(self.store.active, self.model_name)
         revision = (serving_rev, rollout.revision if rollout else 0)
         if self.snapshot is not None and self.snapshot.revision == revision:
@@ -168,12 +166,6 @@ class Control:
                 self.store.set_stable(self.model_name, champion, now=self.clock.now())
             except ConflictError:
                 pass  # a rollout started meanwhile
-
-    def _seed_stable(self, version: str) -> None:
-        try:
-            self.store.set_stable(self.model_name, version, now=self.clock.now())
-        except ConflictError:
-            pass  # another replica seeded it first
 
     def _abort_unloadable(self, rollout: Rollout, reason: str) -> None:
         try:

@@ -80,9 +80,6 @@ class ModelCache:
     def get(self, version: str) -> LoadedModel | None:
         return self._models.get(version)
 
-    def failure(self, version: str) -> str | None:
-        return self._failed.get(version)
-
     async def ensure(self, version: str, *, retry_failed: bool = False) -> LoadedModel:
         if (model := self._models.get(version)) is not None:
             return model

@@ -37,6 +37,12 @@ def _finished_at(url: str, rollout_id: str) -> float:
     return httpx.get(f"{url}/admin/rollouts/{rollout_id}", headers=ADMIN, timeout=5).json()["finished_at"]
 
 
+def _start(url: str, **body) -> dict:
+    response = httpx.post(f"{url}/admin/rollouts", headers=ADMIN, json=body)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
 def _wait_for(url: str, predicate, timeout: float = 30.0) -> float:
     deadline = time.monotonic() + timeout
     while True:
@@ -67,57 +73,43 @@ def test_no_failed_request_and_no_unintended_version(registry_state: Path, tmp_p
         try:
             time.sleep(1.5)
             # 1. canary: every step, then promotion
-            r = httpx.post(
-                f"{a}/admin/rollouts",
-                headers=ADMIN,
-                json={
-                    "strategy": "canary",
-                    "candidate_version": "2",
-                    "analysis_interval_seconds": 0.5,
-                    "checks": CHECKS,
-                    "steps": [
-                        {"weight": 0.2, "bake_seconds": 1.5},
-                        {"weight": 0.6, "bake_seconds": 1.5},
-                        {"weight": 1.0, "bake_seconds": 0},
-                    ],
-                },
+            steps = [
+                {"weight": 0.2, "bake_seconds": 1.5},
+                {"weight": 0.6, "bake_seconds": 1.5},
+                {"weight": 1.0, "bake_seconds": 0},
+            ]
+            canary = _start(
+                a, strategy="canary", candidate_version="2", analysis_interval_seconds=0.5, checks=CHECKS, steps=steps
             )
-            assert r.status_code == 201, r.text
-            timeline.append((r.json()["started_at"], {"1", "2"}))
+            timeline.append((canary["started_at"], {"1", "2"}))
             _wait_for(b, lambda s: s["stable_version"] == "2" and s["rollout"] is None)
-            timeline.append((_finished_at(a, r.json()["id"]), {"2"}))  # the switch as recorded, not as polled
+            timeline.append((_finished_at(a, canary["id"]), {"2"}))  # the switch as recorded, not as polled
             time.sleep(1.5)
             # 2. blue-green back to v1: users stay on v2 through the preview, then switch at once
-            r = httpx.post(
-                f"{b}/admin/rollouts",
-                headers=ADMIN,
-                json={
-                    "strategy": "blue-green",
-                    "candidate_version": "1",
-                    "analysis_interval_seconds": 0.5,
-                    "checks": CHECKS,
-                    "duration_seconds": 2,
-                },
+            blue_green = _start(
+                b,
+                strategy="blue-green",
+                candidate_version="1",
+                analysis_interval_seconds=0.5,
+                checks=CHECKS,
+                duration_seconds=2,
             )
-            assert r.status_code == 201, r.text
             _wait_for(a, lambda s: s["stable_version"] == "1" and s["rollout"] is None)
-            timeline.append((_finished_at(a, r.json()["id"]), {"1"}))
+            timeline.append((_finished_at(a, blue_green["id"]), {"1"}))
             time.sleep(1.5)
             # 3. a canary that is aborted half-way
-            rid = httpx.post(
-                f"{a}/admin/rollouts",
-                headers=ADMIN,
-                json={
-                    "strategy": "canary",
-                    "candidate_version": "2",
-                    "checks": CHECKS,
-                    "steps": [{"weight": 0.5, "bake_seconds": 60}, {"weight": 1.0, "bake_seconds": 0}],
-                },
-            ).json()["id"]
-            timeline.append((time.time(), {"1", "2"}))
+            aborting = _start(
+                a,
+                strategy="canary",
+                candidate_version="2",
+                checks=CHECKS,
+                steps=[{"weight": 0.5, "bake_seconds": 60}, {"weight": 1.0, "bake_seconds": 0}],
+            )
+            timeline.append((aborting["started_at"], {"1", "2"}))
             time.sleep(2)
-            assert httpx.post(f"{b}/admin/rollouts/{rid}/abort", headers=ADMIN).status_code == 200
-            timeline.append((time.time(), {"1"}))
+            aborted = httpx.post(f"{b}/admin/rollouts/{aborting['id']}/abort", headers=ADMIN)
+            assert aborted.status_code == 200
+            timeline.append((aborted.json()["finished_at"], {"1"}))
             time.sleep(2.5)
         finally:
             out.with_suffix(".stop").touch()

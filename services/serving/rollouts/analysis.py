@@ -59,78 +59,43 @@ def _value(metric: str, sample: VersionSample) -> tuple[float, int]:
 
 def evaluate_check(check: Check, candidate: VersionSample, stable: VersionSample) -> CheckResult:
     """One check: pass, fail, or inconclusive when either side has fewer than ``min_samples``."""
+
+    def result(status: Status | bool, value: float, n: int, detail: str, base: float | None = None) -> CheckResult:
+        if isinstance(status, bool):
+            status = "pass" if status else "fail"
+        return CheckResult(check.name, check.metric, status, value, base, check.threshold, n, detail)
+
     if check.metric in ("prediction_psi", "prediction_ks"):
         n = min(len(candidate.predictions), len(stable.predictions))
         if n < check.min_samples:
-            return CheckResult(
-                check.name,
-                check.metric,
-                "inconclusive",
-                math.nan,
-                None,
-                check.threshold,
-                n,
-                f"{n} paired predictions < {check.min_samples}",
-            )
+            return result("inconclusive", math.nan, n, f"{n} paired predictions < {check.min_samples}")
         if check.metric == "prediction_psi":
             value = stats.psi(stable.predictions, candidate.predictions)
             ok = value <= check.threshold
-            detail = f"PSI {value:.3f} {'<=' if ok else '>'} {check.threshold:g}"
-        else:
-            value = stats.ks_pvalue(stable.predictions, candidate.predictions)
-            ok = value >= check.threshold
-            detail = f"KS p={value:.4f} {'>=' if ok else '<'} {check.threshold:g}"
-        return CheckResult(check.name, check.metric, "pass" if ok else "fail", value, None, check.threshold, n, detail)
+            return result(ok, value, n, f"PSI {value:.3f} {'<=' if ok else '>'} {check.threshold:g}")
+        value = stats.ks_pvalue(stable.predictions, candidate.predictions)
+        ok = value >= check.threshold
+        return result(ok, value, n, f"KS p={value:.4f} {'>=' if ok else '<'} {check.threshold:g}")
 
     value, n = _value(check.metric, candidate)
     if n < check.min_samples:
-        return CheckResult(
-            check.name,
-            check.metric,
-            "inconclusive",
-            value,
-            None,
-            check.threshold,
-            n,
-            f"candidate has {n} samples < {check.min_samples}",
-        )
+        return result("inconclusive", value, n, f"candidate has {n} samples < {check.min_samples}")
     if check.comparison == "absolute":
         ok = value <= check.threshold
-        return CheckResult(
-            check.name,
-            check.metric,
-            "pass" if ok else "fail",
-            value,
-            None,
-            check.threshold,
-            n,
-            f"{check.metric} {value:.4g} {'<=' if ok else '>'} {check.threshold:g}",
-        )
+        return result(ok, value, n, f"{check.metric} {value:.4g} {'<=' if ok else '>'} {check.threshold:g}")
     base, base_n = _value(check.metric, stable)
     if base_n < check.min_samples:
-        return CheckResult(
-            check.name,
-            check.metric,
-            "inconclusive",
-            value,
-            base,
-            check.threshold,
-            n,
-            f"stable has {base_n} samples < {check.min_samples}",
-        )
+        return result("inconclusive", value, n, f"stable has {base_n} samples < {check.min_samples}", base)
     # A floor keeps "3x a near-zero error rate" from failing on one unlucky request.
     floor = {"error_rate": 0.01, "latency_p50": 1.0, "latency_p99": 1.0}.get(check.metric, 0.0)
     limit = max(base, floor) * check.threshold
     ok = value <= limit
-    return CheckResult(
-        check.name,
-        check.metric,
-        "pass" if ok else "fail",
+    return result(
+        ok,
         value,
-        base,
-        check.threshold,
         n,
         f"{check.metric} {value:.4g} {'<=' if ok else '>'} {limit:.4g} (stable {base:.4g} x {check.threshold:g})",
+        base,
     )
 
 

@@ -45,11 +45,6 @@ class Rollout:
         """Whether the candidate takes (or mirrors) traffic now."""
         return self.active and (self.weight > 0 or self.mirror_share > 0)
 
-    @property
-    def serving_version(self) -> str:
-        """The version that is stable once this rollout is over."""
-        return self.candidate_version if self.phase == "promoted" else self.stable_version
-
     def evolve(self, **changes: Any) -> Rollout:
         return replace(self, **changes)
 
