@@ -57,6 +57,30 @@ def _require_pipelines() -> None:
         )
 
 
+def _wait_for_dependencies(*, tracking_uri: str, databases: dict[str, str], timeout_s: float) -> None:
+    """Wait for MLflow and the databases with backoff; exit with which one is missing after ``timeout_s``."""
+    from core.startup import DependencyUnavailable, database_dependency, mlflow_dependency, wait_for
+
+    deps = [database_dependency(name, url) for name, url in databases.items()]
+    if (mlflow := mlflow_dependency(tracking_uri)) is not None:
+        deps.append(mlflow)
+    try:
+        wait_for(deps, timeout_s=timeout_s, log=lambda msg: typer.echo(msg, err=True))
+    except DependencyUnavailable as err:
+        _fail(str(err), code=3)
+
+
+def _pipeline_dependencies() -> None:
+    from pipelines.settings import PipelineSettings
+
+    settings = PipelineSettings()
+    _wait_for_dependencies(
+        tracking_uri=settings.resolved_tracking_uri,
+        databases={"prediction-log database": settings.resolved_prediction_log_url},
+        timeout_s=settings.startup_timeout_seconds,
+    )
+
+
 def _known_errors() -> tuple[type[Exception], ...]:
     from core.usecase import UseCaseError
 
@@ -176,9 +200,17 @@ def serve(
     from services.serving.settings import ServingSettings
 
     try:
-        ServingSettings()  # fail here, with a message, rather than inside the server
+        settings = ServingSettings()  # fail here, with a message, rather than inside the server
     except ValidationError as err:
         _fail("; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors()))
+    _wait_for_dependencies(
+        tracking_uri=settings.resolved_tracking_uri,
+        databases={
+            "prediction-log database": settings.resolved_prediction_log_url,
+            "rollout-state database": settings.resolved_state_db_url,
+        },
+        timeout_s=settings.startup_timeout_seconds,
+    )
     import uvicorn
 
     uvicorn.run("services.serving.app:app_from_env", factory=True, host=host, port=port, log_level="info")
@@ -255,6 +287,133 @@ def demo(
     except _known_errors() as err:
         _fail(str(err))
     typer.echo(f"\nSummary: {summary['summary_path']}")
+
+
+@app.command()
+def bootstrap(use_case: UseCaseOpt = "bike_demand", state_dir: StateDirOpt = None) -> None:
+    """Give a fresh registry its first champion: ingest the months before the use case's
+    `demo.bootstrap_until` as batch drops and train on them. Does nothing when a champion exists,
+    so it can run at every start of a stack.
+    """
+    prepare_environment(state_dir)
+    _require_pipelines()
+    _pipeline_dependencies()
+    try:
+        from pipelines.bootstrap import bootstrap_flow
+
+        result = bootstrap_flow(use_case=use_case)
+    except (*_known_errors(), ValueError) as err:
+        _fail(str(err))
+    _print({k: v for k, v in result.items() if k != "trained"})
+
+
+@app.command()
+def worker(
+    use_case: UseCaseOpt = "bike_demand",
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Serve the loop's flows as Prefect deployments on the Prefect server (PREFECT_API_URL):
+    watch-inbox (scheduled ingestion of new files in MLOPS_INBOX), monitor (on each new batch and on a
+    schedule), retrain (started by an Automation on the drift event) and deploy (on demand).
+    Runs until stopped.
+    """
+    import os
+
+    prepare_environment(state_dir)
+    _require_pipelines()
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail("the worker needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    from core.startup import http_dependency
+    from pipelines.settings import PipelineSettings
+
+    settings = PipelineSettings()
+    if not settings.inbox:
+        _fail("set MLOPS_INBOX to the folder or URL to watch for batch files")
+    _pipeline_dependencies()
+    from core.startup import DependencyUnavailable, wait_for
+
+    try:
+        wait_for(
+            [http_dependency("Prefect server", os.environ["PREFECT_API_URL"].rstrip("/") + "/health")],
+            timeout_s=settings.startup_timeout_seconds,
+            log=lambda msg: typer.echo(msg, err=True),
+        )
+    except DependencyUnavailable as err:
+        _fail(str(err), code=3)
+    from pipelines.worker import serve_deployments
+
+    serve_deployments(use_case=use_case, settings=settings)
+
+
+@app.command("sample-batch")
+def sample_batch(
+    month: Annotated[str, typer.Argument(help="Month of the use case's data set, YYYY-MM (e.g. 2011-07).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the CSV batch file.")],
+    use_case: UseCaseOpt = "bike_demand",
+    corrupt: Annotated[bool, typer.Option(help="Break it the way real feeds break (for quarantine).")] = False,
+) -> None:
+    """Write one month of the use case's data set as a batch file, ready to drop into an inbox."""
+    from core.settings import default_usecases_dir
+    from core.usecase import UseCaseError, load_use_case
+
+    try:
+        from pipelines.drops import corrupt as corrupt_frame
+        from pipelines.drops import read_raw, split_into_drops
+
+        uc = load_use_case(use_case, usecases_dir=default_usecases_dir())
+        drops = split_into_drops(read_raw(uc), uc)
+    except UseCaseError as err:
+        _fail(str(err))
+    if month not in drops:
+        _fail(f"no month '{month}' in {uc.name}'s data; months: {', '.join(drops)}")
+    frame = drops[month]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(corrupt_frame(frame, uc) if corrupt else frame.to_csv(index=False).encode())
+    _print({"month": month, "rows": len(frame), "path": str(out)})
+
+
+@app.command()
+def replay(
+    batch: Annotated[Path, typer.Argument(help="A batch file (CSV) with features and labels.")],
+    url: Annotated[str, typer.Option(envvar="MLOPS_SERVING_URL", help="Base URL of the service.")] = (
+        "http://127.0.0.1:8000"
+    ),
+    use_case: UseCaseOpt = "bike_demand",
+    per_request: Annotated[int, typer.Option(min=1, help="Records per /predict request.")] = 1,
+    repeat: Annotated[int, typer.Option(min=1, help="Send the batch this many times.")] = 1,
+) -> None:
+    """Live traffic from a batch file: each record to POST /predict, then its label to POST /feedback,
+    so a running rollout has requests and ground truth to judge. Prints the versions that answered.
+    """
+    import httpx
+
+    from core.settings import default_usecases_dir
+    from core.usecase import UseCaseError, load_use_case
+
+    try:
+        from pipelines.batches import ROW_NUMBER, BatchRejected, coerce_types, parse_csv
+        from pipelines.drops import records_and_labels
+        from pipelines.traffic import serve_month
+
+        uc = load_use_case(use_case, usecases_dir=default_usecases_dir())
+        typed, failures = coerce_types(parse_csv(batch.read_bytes(), uc).frame, uc)
+    except (UseCaseError, BatchRejected, OSError) as err:
+        _fail(str(err))
+    # Rows that would fail validation are skipped: the service would answer them with 422.
+    clean = typed[~typed[ROW_NUMBER].isin(failures)].dropna(subset=[*uc.features, uc.target])
+    features, labels = records_and_labels(clean, uc)
+    answered: dict[str, int] = {}
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for n in range(repeat):
+                served = serve_month(
+                    client, month=f"replay{n}", features=features, labels=labels, per_request=per_request
+                )
+                for version in served.versions:
+                    answered[version] = answered.get(version, 0) + 1
+    except httpx.HTTPError as err:
+        _fail(f"the service at {url} did not answer: {err}")
+    _print({"records": len(features) * repeat, "versions": sorted(answered, key=int)})
 
 
 def main() -> None:  # pragma: no cover - console-script entry point

@@ -33,6 +33,10 @@ class CommonSettings(BaseSettings):
         default=None, description="SQLAlchemy URL of the prediction log; defaults to SQLite in the state directory."
     )
 
+    startup_timeout_seconds: float = Field(
+        default=120, gt=0, description="How long a process waits for MLflow and its databases at start-up."
+    )
+
     @property
     def layout(self) -> StateLayout:
         return StateLayout(self.state_dir.resolve())

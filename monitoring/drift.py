@@ -87,11 +87,14 @@ def run_report(
     out_dir: Path,
     name: str,
     drift_options: dict[str, Any] | None = None,
+    workspace: str | Path | None = None,
+    project: str | None = None,
 ) -> DriftSummary:
     """Run the Evidently report, save it as HTML and JSON, and summarise it.
 
     Quality metrics are added when every current row has its label. ``drift_options`` go to
     Evidently's ``DataDriftPreset`` (``num_method``, ``num_threshold``, ``cat_method``, ``cat_threshold``).
+    With ``workspace``, the run is also added to that Evidently workspace under ``project`` (for ``evidently ui``).
     """
     from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
     from evidently.metrics import ValueDrift
@@ -132,4 +135,16 @@ def run_report(
     snapshot.save_json(str(raw_json))
     summary = summarize(snapshot.dict(), features=features, threshold=threshold, rows=len(current))
     summary.html_report = str(html)
+    if workspace is not None:
+        add_to_workspace(snapshot, workspace=Path(workspace), project=project or "mlops", name=name)
     return summary
+
+
+def add_to_workspace(snapshot: Any, *, workspace: Path, project: str, name: str) -> None:
+    """Add a report run to a local Evidently workspace, creating the project on first use."""
+    from evidently.ui.workspace import Workspace
+
+    ws = Workspace.create(str(workspace))
+    found = ws.search_project(project)
+    target = found[0] if found else ws.create_project(project, description=f"Drift and quality of {project}")
+    ws.add_run(target.id, snapshot, include_data=False, name=name)

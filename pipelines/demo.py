@@ -8,31 +8,23 @@ through real HTTP requests to the running service, labelled through
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import pandas as pd
 
 from core.layout import StateLayout
-from core.usecase import UseCase
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
-from pipelines.batches import derive_event_time
+from pipelines.bootstrap import ingest_month, month_arrival
+from pipelines.drops import bootstrap_months, read_raw, records_and_labels, split_into_drops
+from pipelines.traffic import running_service, serve_month
 
 # While a rollout runs, records go one per request, as live hourly traffic would: a canary routes
 # per request, so day-sized batches would judge candidate and stable on different days' weather.
@@ -40,50 +32,6 @@ ROLLOUT_RECORDS_PER_REQUEST = 1
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
-def split_into_drops(raw: pd.DataFrame, use_case: UseCase, *, year: int = 2011) -> dict[str, pd.DataFrame]:
-    """Raw rows (strings, as in the file) grouped into one drop per month, in time order."""
-    if use_case.event_time.kind == "arrival":
-        # No time in the data: rows arrive in file order, spread evenly over the year.
-        month_index = np.arange(len(raw)) * 12 // len(raw)
-        months = pd.Series([f"{year}-{m + 1:02d}" for m in month_index], index=raw.index)
-    else:
-        typed = raw.copy()
-        et = use_case.event_time
-        if et.kind == "day_of_year_hour":
-            for col in (et.day_column, et.hour_column):
-                typed[col] = pd.to_numeric(typed[col], errors="coerce")
-        months = derive_event_time(typed, use_case, arrival=datetime(year, 1, 1)).dt.strftime("%Y-%m")
-    return {month: raw[months == month] for month in sorted(set(months))}
-
-
-def bootstrap_months(drops: dict[str, pd.DataFrame], use_case: UseCase) -> list[str]:
-    """The months that bootstrap the first model (before ``demo.bootstrap_until``)."""
-    if use_case.demo is None:
-        raise ValueError(f"use case '{use_case.name}' has no 'demo' section")
-    return [m for m in drops if m < use_case.demo.bootstrap_until[:7]]
-
-
-def corrupt(frame: pd.DataFrame, use_case: UseCase, *, seed: int = 7) -> bytes:
-    """A feed broken the way real ones break: a sensor outage writes an impossible value into one
-    numeric feature for a block of consecutive rows, a few rows are truncated, one has text in a number.
-    """
-    rng = np.random.default_rng(seed)
-    out = frame.copy().reset_index(drop=True)
-    bounded = [f for f in use_case.numeric_features if use_case.schema_.columns[f].max is not None]
-    sensor = bounded[-1] if bounded else use_case.numeric_features[0]
-    start = int(rng.integers(0, max(len(out) - 40, 1)))
-    out.loc[start : start + 35, sensor] = "-99"  # the outage's sentinel value, outside every declared range
-    numeric = use_case.numeric_features[0]
-    out.loc[min(start + 100, len(out) - 1), numeric] = "n/a"
-    buffer = io.StringIO()
-    out.to_csv(buffer, index=False)
-    lines = buffer.getvalue().splitlines()
-    for offset in (200, 201, 350):  # truncated mid-line, as when a writer dies
-        i = 1 + min(offset, len(lines) - 2)
-        lines[i] = ",".join(lines[i].split(",")[:4])
-    return ("\n".join(lines) + "\n").encode()
-
-
 @dataclass
 class MonthRow:
     month: str
@@ -135,108 +83,6 @@ def story(rows: list[MonthRow]) -> dict[str, Any]:
     }
 
 
-# -- the running service ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_service(
-    *, use_case: str, state_dir: Path, log_path: Path, timeout: float = 120, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """Start the service as its own process and wait until /ready answers 200."""
-    port = free_port()
-    env = {**os.environ, "MLOPS_STATE_DIR": str(state_dir), "MLOPS_USE_CASE": use_case, **(env or {})}
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "services.serving.app:app_from_env",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the service exited with code {proc.returncode}; see {log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the service was not ready after {timeout:.0f}s; see {log_path}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-@dataclass
-class ServedMonth:
-    ids: list[str]
-    predictions: np.ndarray
-    versions: list[str]
-
-
-def serve_month(
-    client: httpx.Client,
-    *,
-    month: str,
-    features: list[dict[str, Any]],
-    labels: list[Any],
-    per_request: int = 24,
-    label_every: int = 24,
-) -> ServedMonth:
-    """Send the month's records (``per_request`` per call) and post the labels back a day's worth at a time."""
-    ids: list[str] = []
-    values: list[float] = []
-    versions: set[str] = set()
-    labelled = 0
-
-    def post_labels(upto: int) -> None:
-        fb = client.post(
-            "/feedback",
-            json={
-                "labels": [
-                    {"id": i, "label": y} for i, y in zip(ids[labelled:upto], labels[labelled:upto], strict=True)
-                ]
-            },
-        )
-        fb.raise_for_status()
-
-    for n, start in enumerate(range(0, len(features), per_request)):
-        chunk = features[start : start + per_request]
-        response = client.post(
-            "/predict", json=chunk if len(chunk) > 1 else chunk[0], headers={"X-Request-ID": f"{month}-{n:04d}"}
-        )
-        response.raise_for_status()
-        body = response.json()
-        versions.add(response.headers["X-Model-Version"])
-        ids += [p["id"] for p in body["predictions"]]
-        values += [p["value"] for p in body["predictions"]]
-        if len(ids) - labelled >= label_every:
-            post_labels(len(ids))
-            labelled = len(ids)
-    if labelled < len(ids):
-        post_labels(len(ids))
-    return ServedMonth(ids, np.asarray(values), sorted(versions, key=int))
-
-
 # -- the flow of the year ---------------------------------------------------------------------------
 def clear_previous_run(layout: StateLayout) -> None:
     """Remove what an earlier demo wrote; Prefect's database is kept (it only makes start-up faster)."""
@@ -261,24 +107,11 @@ def clear_previous_run(layout: StateLayout) -> None:
             candidate.unlink(missing_ok=True)
 
 
-def _records(frame: pd.DataFrame, use_case: UseCase) -> tuple[list[dict[str, Any]], list[Any]]:
-    X = coerce_features(frame, use_case)
-    records = []
-    for row in X.to_dict(orient="records"):
-        records.append(
-            {k: (int(v) if use_case.schema_.columns[k].type in ("int", "bool") else v) for k, v in row.items()}
-        )
-    labels = frame[use_case.target].tolist()
-    labels = [str(v) for v in labels] if use_case.task == "classification" else [float(v) for v in labels]
-    return records, labels
-
-
 def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> dict[str, Any]:
+    from pipelines.bootstrap import bootstrap_flow
     from pipelines.deploy import deploy_flow
-    from pipelines.ingest import ingest_flow
     from pipelines.monitor import monitor_flow
     from pipelines.runtime import get_runtime
-    from pipelines.train import train_flow
 
     started = time.monotonic()
     rt = get_runtime(str(state_dir))
@@ -286,35 +119,15 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     clear_previous_run(layout)
     uc = rt.use_case(use_case)
     metric = uc.promotion.metric
-    raw = pd.read_csv(uc.resolve_source(), dtype=str, keep_default_na=False)
-    drops = split_into_drops(raw, uc)
+    drops = split_into_drops(read_raw(uc), uc)
     first_months = bootstrap_months(drops, uc)
-    drop_dir = layout.drops / uc.name
-    drop_dir.mkdir(parents=True, exist_ok=True)
-
-    def write_drop(month: str, frame: pd.DataFrame) -> Path:
-        path = drop_dir / f"{month}.csv"
-        corrupted = uc.demo is not None and month == uc.demo.corrupt_batch
-        path.write_bytes(corrupt(frame, uc) if corrupted else frame.to_csv(index=False).encode())
-        return path
-
-    def arrival(month: str) -> datetime:
-        return datetime.fromisoformat(f"{month}-01")
 
     def ingest(month: str) -> dict[str, Any]:
-        """Drop the month's file and ingest it, arriving on the 1st."""
-        return ingest_flow(
-            source=str(write_drop(month, drops[month])),
-            use_case=uc.name,
-            arrival=arrival(month),
-            state_dir=str(state_dir),
-        )
+        return ingest_month(use_case=uc, month=month, frame=drops[month], state_dir=str(state_dir))
 
     print(f"[demo] {uc.name}: bootstrap on {', '.join(first_months)}")
-    bootstrap_rows = 0
-    for month in first_months:
-        bootstrap_rows += ingest(month)["rows_accepted"]
-    trained = train_flow(use_case=uc.name, state_dir=str(state_dir))
+    boot = bootstrap_flow(use_case=uc.name, state_dir=str(state_dir))
+    trained, bootstrap_rows = boot["trained"], boot["rows"]
     baseline_version = trained["version"]
     baseline_model = rt.registry.load(uc.model_name, baseline_version)
     print(
@@ -336,9 +149,9 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                 accepted = (
                     accepted[accepted["event_time"].dt.strftime("%Y-%m") == month]
                     if uc.event_time.kind != "arrival"
-                    else accepted[accepted["event_time"] == arrival(month)]
+                    else accepted[accepted["event_time"] == month_arrival(month)]
                 )
-                features, labels = _records(accepted, uc)
+                features, labels = records_and_labels(accepted, uc)
                 window_start = time.time()
                 rollout = None
                 if challenger is None:

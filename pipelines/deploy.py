@@ -52,6 +52,8 @@ def deploy_flow(
         if challenger is None:
             raise DeployError(f"'{uc.model_name}' has no challenger to deploy")
         candidate_version = challenger.version
+    if overrides is None and rt.settings.rollout_profile == "fast":
+        overrides = uc.deployment.demo_config
     body = rollout_request(
         strategy=strategy or uc.deployment.strategy,
         candidate_version=candidate_version,

@@ -9,13 +9,15 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.events import emit_event
 
 from core.predlog import LabelledPrediction, PredictionLog
 from core.usecase import UseCase
-from models.frames import encode_labels, feature_frame
-from models.metrics import evaluate
+from models.frames import coerce_features, encode_labels, feature_frame, target_vector
+from models.metrics import evaluate, model_output
 from models.registry import CHAMPION
 from monitoring.drift import PREDICTION, TARGET, run_report
+from pipelines.metrics import push
 from pipelines.notify import reload_service
 from pipelines.promote import promote_challenger
 from pipelines.runtime import get_runtime
@@ -29,6 +31,27 @@ def current_frame(rows: list[LabelledPrediction], use_case: UseCase) -> pd.DataF
     labels = [r.label for r in rows]
     if all(label is not None for label in labels):
         frame[TARGET] = encode_labels(labels, use_case)
+    return frame
+
+
+DRIFT_EVENT = "mlops.drift.detected"
+
+
+def drift_event(payload: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The event a drift verdict emits: name, resource, payload (what the retraining Automation matches)."""
+    resource = {"prefect.resource.id": f"mlops.model.{payload['use_case']}", "mlops.use-case": payload["use_case"]}
+    body = {k: payload.get(k) for k in ("use_case", "name", "batch_id", "model_version", "drift_share", "threshold")}
+    body["drift_share"] = round(float(payload["drift_share"]), 3)
+    body["drifted_features"] = payload.get("drifted_features", [])
+    return DRIFT_EVENT, resource, body
+
+
+def batch_frame(batch: pd.DataFrame, model: Any, use_case: UseCase) -> pd.DataFrame:
+    """An ingested batch in the reference's shape: features, the model's prediction, and the batch's labels."""
+    X = coerce_features(batch, use_case)
+    frame = X.copy()
+    frame[PREDICTION] = model_output(model, X, use_case.task)
+    frame[TARGET] = target_vector(batch, use_case)
     return frame
 
 
@@ -46,30 +69,41 @@ def monitor_flow(
     name: str | None = None,
     retrain: bool | None = None,
     deploy: str = "auto",
+    batch_id: str | None = None,
     state_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Compare a window of the prediction log (default: the last 24 h) with the serving model's reference."""
+    """Compare data with the serving model's training reference and announce drift as an event.
+
+    The data is either one ingested batch (``batch_id``: its features, the champion's predictions on
+    them and the batch's labels) or a window of the prediction log (default: the last 24 h).
+    """
     logger = get_run_logger()
     rt = get_runtime(state_dir)
     uc = rt.use_case(use_case)
     until = until or time.time()
-    since = since or until - 24 * 3600
-    log = PredictionLog(rt.settings.resolved_prediction_log_url)
-    try:
-        rows = log.window(use_case=uc.name, since=since, until=until)
-    finally:
-        log.close()
-    name = name or datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    if len(rows) < uc.monitoring.min_rows:
-        logger.warning(
-            "only %d predictions in the window (< %d): not enough to judge drift", len(rows), uc.monitoring.min_rows
-        )
-        return {"name": name, "rows": len(rows), "skipped": True, "drift_detected": False}
+    since = since or until - rt.settings.monitor_window_hours * 3600
+    name = name or (f"batch-{batch_id[:12]}" if batch_id else datetime.now(UTC).strftime("%Y%m%dT%H%M%S"))
+    if batch_id:
+        champion = rt.registry.by_alias(uc.model_name, CHAMPION)
+        if champion is None:
+            raise ValueError(f"'{uc.model_name}' has no champion to compare batch {batch_id[:12]} with")
+        served = champion.version
+        batch = rt.lake.read_batch(uc.name, batch_id)
+        current = batch_frame(batch, rt.registry.load(uc.model_name, served), uc) if len(batch) else pd.DataFrame()
+    else:
+        log = PredictionLog(rt.settings.resolved_prediction_log_url)
+        try:
+            rows = log.window(use_case=uc.name, since=since, until=until)
+        finally:
+            log.close()
+        served = str(pd.Series([r.model_version for r in rows]).mode().iloc[0]) if rows else ""
+        current = current_frame(rows, uc) if rows else pd.DataFrame()
+    if len(current) < uc.monitoring.min_rows:
+        logger.warning("only %d rows to check (< %d): not enough to judge drift", len(current), uc.monitoring.min_rows)
+        return {"name": name, "rows": len(current), "skipped": True, "drift_detected": False}
 
-    served = pd.Series([r.model_version for r in rows]).mode().iloc[0]
     ref = rt.registry.get(uc.model_name, str(served))
     reference = rt.registry.reference(ref)
-    current = current_frame(rows, uc)
     out_dir = rt.layout.reports / uc.name
     summary = run_report(
         reference=reference,
@@ -83,12 +117,15 @@ def monitor_flow(
         drift_options=uc.monitoring.model_dump(
             include={"num_method", "num_threshold", "cat_method", "cat_threshold"}, exclude_none=True
         ),
+        workspace=rt.settings.evidently_workspace,
+        project=uc.name,
     )
     summary.quality = live_quality(current, uc)
     payload = {
         "name": name,
         "use_case": uc.name,
-        "window": {"since": since, "until": until},
+        "batch_id": batch_id,
+        "window": None if batch_id else {"since": since, "until": until},
         "model_version": str(served),
         "labelled_rows": int(current[TARGET].notna().sum()) if TARGET in current else 0,
         **summary.to_dict(),
@@ -103,6 +140,16 @@ def monitor_flow(
         "DRIFT" if summary.drift_detected else "no drift",
         summary.drifted_features,
     )
+
+    push(
+        rt.settings.pushgateway_url,
+        job="monitor",
+        use_case=uc.name,
+        values={"mlops_drift_share": summary.drift_share, "mlops_drift_detected": float(summary.drift_detected)},
+    )
+    if summary.drift_detected:
+        event, resource, body = drift_event(payload)
+        emit_event(event=event, resource=resource, payload=body)
 
     should_retrain = rt.settings.auto_retrain if retrain is None else retrain
     if summary.drift_detected and should_retrain:

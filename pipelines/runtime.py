@@ -37,9 +37,11 @@ class Runtime:
 
     @cached_property
     def registry(self) -> MlflowRegistry:
-        return MlflowRegistry(
-            tracking_uri=self.settings.resolved_tracking_uri, artifact_root=self.layout.mlflow_artifacts
-        )
+        uri = self.settings.resolved_tracking_uri
+        # A tracking server stores artifacts itself (proxied, `mlflow-artifacts:`), where every
+        # process can read them; only a local store needs a folder of ours.
+        remote = uri.startswith(("http://", "https://"))
+        return MlflowRegistry(tracking_uri=uri, artifact_root=None if remote else self.layout.mlflow_artifacts)
 
     @cached_property
     def validator(self):

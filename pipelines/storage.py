@@ -118,6 +118,21 @@ class DataLake:
             frame = frame[frame[EVENT_TIME_COLUMN] < until]
         return frame.sort_values(EVENT_TIME_COLUMN, kind="stable").reset_index(drop=True)
 
+    def read_batch(self, use_case: str, batch_id: str) -> pd.DataFrame:
+        """The accepted rows of one batch, in time order (empty when none was accepted)."""
+        folder = self.layout.curated / use_case
+        files = sorted(folder.glob(f"{EVENT_DATE}=*/{batch_id}.parquet")) if folder.exists() else []
+        if not files:
+            return pd.DataFrame()
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return frame.sort_values(EVENT_TIME_COLUMN, kind="stable").reset_index(drop=True)
+
+    def quarantined_rows(self, use_case: str) -> int:
+        """Rows quarantined over every batch so far, from the ledger (a gauge for dashboards)."""
+        folder = self.layout.ledger / use_case
+        entries = sorted(folder.glob("*.json")) if folder.exists() else []
+        return sum(int(json.loads(p.read_text())["rows_quarantined"]) for p in entries)
+
     def read_quarantine(self, use_case: str) -> pd.DataFrame:
         folder = self.layout.quarantine / use_case
         files = sorted(folder.glob("*.parquet")) if folder.exists() else []

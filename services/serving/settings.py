@@ -7,6 +7,9 @@ from pydantic import Field, model_validator
 from core.settings import CommonSettings
 
 DEFAULT_ADMIN_TOKEN = "dev-admin-token"
+# Values that ship in files (the default, .env.example's placeholder) are known to everyone.
+PUBLIC_TOKENS = frozenset({DEFAULT_ADMIN_TOKEN, "change-me"})
+MIN_TOKEN_LENGTH = 16
 
 
 class ServingSettings(CommonSettings):
@@ -36,6 +39,12 @@ class ServingSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> ServingSettings:
-        if not self.dev_mode and self.admin_token == DEFAULT_ADMIN_TOKEN:
-            raise ValueError("MLOPS_ADMIN_TOKEN must be set to a secret when MLOPS_DEV_MODE is false")
+        if self.dev_mode:
+            return self
+        if self.admin_token in PUBLIC_TOKENS or len(self.admin_token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"MLOPS_ADMIN_TOKEN must be set to a secret of at least {MIN_TOKEN_LENGTH} characters "
+                "(not the default or the .env.example placeholder) when MLOPS_DEV_MODE is false; "
+                "for example: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+            )
         return self

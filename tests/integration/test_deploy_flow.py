@@ -12,9 +12,9 @@ import pytest
 from mlflow import MlflowClient
 
 from core.layout import StateLayout
-from pipelines.demo import running_service
 from pipelines.deploy import DeployError, deploy_flow
 from pipelines.runtime import get_runtime
+from pipelines.traffic import running_service
 from tests.support.records import BIKE_RECORD as RECORD
 
 TOKEN = "deploy-token"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from core.layout import StateLayout
-from pipelines.demo import corrupt
+from pipelines.drops import corrupt
 from pipelines.ingest import ingest_flow
 from pipelines.storage import DataLake
 from tests.conftest import csv_bytes

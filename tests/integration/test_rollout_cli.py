@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo import running_service
+from pipelines.traffic import running_service
 from tests.conftest import ROOT
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.demo import running_service
+from pipelines.traffic import running_service
 from tests.conftest import ROOT
 
 HEAVY = ("prefect", "great_expectations", "evidently")

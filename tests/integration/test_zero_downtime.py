@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.demo import running_service
+from pipelines.traffic import running_service
 from tests.conftest import ROOT
 
 TOKEN = "zd-token"

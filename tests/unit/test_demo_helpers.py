@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from pipelines.batches import parse_csv
-from pipelines.demo import MonthRow, bootstrap_months, corrupt, format_table, split_into_drops, story
+from pipelines.demo import MonthRow, format_table, story
+from pipelines.drops import bootstrap_months, corrupt, split_into_drops
 from tests.conftest import DATA
 
 
