@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import DATA, csv_bytes
 
@@ -73,3 +75,24 @@ def registry_state(tmp_path_factory, bootstrap_file, prefect_api) -> Path:
         "bike-demand", source=str(root / "missing-artifact"), run_id=None
     )
     return root
+
+
+SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A database of its own on the machine's PostgreSQL, dropped afterwards."""
+    name = f"mlops_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as err:
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {err}")
+    try:
+        yield f"{SERVER}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
-import sqlalchemy as sa
 
 from core.predlog import PredictionLog, PredictionRecord
 from services.serving.rollouts import engine
 from services.serving.rollouts.config import RolloutConfig
 from services.serving.rollouts.store import ConflictError, RolloutStore
-
-SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    name = f"mlops_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as err:
-        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {err}")
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_rollout_state_and_decision_log_on_postgres(pg_url: str):
