@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.db import make_engine
+from core.db import create_schema, make_engine
 
 _metadata = sa.MetaData()
 
@@ -86,7 +86,7 @@ class PredictionLog:
 
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url)
-        _metadata.create_all(self._engine)
+        create_schema(self._engine, _metadata)
 
     def write(self, records: Sequence[PredictionRecord]) -> None:
         if not records:

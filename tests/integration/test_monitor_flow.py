@@ -64,3 +64,38 @@ def test_too_few_rows_is_not_a_verdict(trained_state: Path, bike, bike_frame):
     since, until = _log_month(trained_state, bike_frame.head(10), bike, tag="few", labelled=False)
     result = monitor_flow(use_case="bike_demand", since=since, until=until, retrain=False, state_dir=str(trained_state))
     assert result["skipped"] is True and result["rows"] == 10 and result["drift_detected"] is False
+
+
+def test_a_new_batch_is_checked_against_the_champion_and_lands_in_the_evidently_workspace(
+    trained_state: Path, bike_raw: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Batch mode (what the stack's ingestion event starts): the batch's own labels give live quality."""
+    import shutil
+
+    from evidently.ui.workspace import Workspace
+
+    from pipelines.ingest import ingest_flow
+    from tests.conftest import csv_bytes
+
+    state = tmp_path / "state"
+    shutil.copytree(trained_state, state)  # the shared session state stays as it was
+    workspace = tmp_path / "evidently"
+    monkeypatch.setenv("MLOPS_EVIDENTLY_WORKSPACE", str(workspace))
+    july = tmp_path / "july.csv"
+    july.write_bytes(csv_bytes(bike_raw[bike_raw.mnth == "July"]))
+    batch = ingest_flow(source=str(july), use_case="bike_demand", state_dir=str(state))
+
+    result = monitor_flow(use_case="bike_demand", batch_id=batch["batch_id"], retrain=False, state_dir=str(state))
+
+    assert result["batch_id"] == batch["batch_id"] and result["window"] is None
+    assert result["rows"] == batch["rows_accepted"] == 744
+    assert result["drift_detected"] is True and "temp" in result["drifted_features"]
+    assert result["model_version"] == "1" and result["quality"]["rmse"] > 0
+    ws = Workspace.create(str(workspace))
+    (project,) = ws.search_project("bike_demand")
+    assert len(ws.list_runs(project.id)) == 1
+
+
+def test_a_batch_too_small_to_judge_is_skipped_not_failed(trained_state: Path):
+    result = monitor_flow(use_case="bike_demand", batch_id="0" * 64, retrain=False, state_dir=str(trained_state))
+    assert result == {"name": "batch-000000000000", "rows": 0, "skipped": True, "drift_detected": False}

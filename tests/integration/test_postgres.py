@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+import sqlalchemy as sa
 
 from core.predlog import PredictionLog, PredictionRecord
 from services.serving.rollouts import engine
@@ -39,3 +43,19 @@ def test_prediction_log_and_feedback_on_postgres(pg_url: str):
     [row] = log.window(use_case="uc", since=0, until=100)
     assert (row.prediction, row.label, row.features) == (2.5, 3.0, {"x": 1})
     log.close()
+
+
+def test_replicas_starting_together_on_an_empty_database_all_get_the_schema(pg_url: str):
+    """Two replicas of a stack start at the same moment; neither may fail creating the tables."""
+    barrier = threading.Barrier(4)
+
+    def open_both() -> None:
+        barrier.wait()
+        RolloutStore(pg_url).close()
+        PredictionLog(pg_url).close()
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(open_both) for _ in range(4)]:
+            future.result()
+    tables = sa.inspect(sa.create_engine(pg_url)).get_table_names()
+    assert {"serving_state", "predictions"} <= set(tables)

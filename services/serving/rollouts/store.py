@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from core.db import make_engine
+from core.db import create_schema, make_engine
 from services.serving.rollouts.state import TERMINAL, Event, Rollout
 
 _metadata = sa.MetaData()
@@ -59,7 +59,7 @@ class ConflictError(RuntimeError):
 class RolloutStore:
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url)
-        _metadata.create_all(self._engine)
+        create_schema(self._engine, _metadata)
 
     # -- the serving state: which version is stable ----------------------------------------------
     def serving_state(self, model_name: str) -> tuple[str | None, str | None, int]:
