@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo demo-credit test test-fast lint format bench clean constraints
+.PHONY: help install demo demo-credit test test-fast lint format bench clean constraints up down status
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,15 @@ lint: $(STAMP)  ## ruff and the import contracts
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+up: $(STAMP)  ## The full stack without Docker: docker-compose.yml as local processes (needs .env, PostgreSQL)
+	$(BIN)/python -m deploy.launcher up
+
+down: $(STAMP)  ## Stop what `make up` started; data stays in .stack/ (ARGS=--volumes deletes it and the databases)
+	$(BIN)/python -m deploy.launcher down $(ARGS)
+
+status: $(STAMP)  ## State and health of each service that `make up` runs
+	$(BIN)/python -m deploy.launcher status
 
 bench: $(STAMP)  ## Time the install and `make demo`; results go to benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.demo_walltime

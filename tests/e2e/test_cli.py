@@ -61,3 +61,62 @@ def test_serve_refuses_the_default_token_outside_dev_mode(tmp_path):
         [MLOPS, "serve", "--port", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 2 and "MLOPS_ADMIN_TOKEN must be set to a secret" in out.stderr
+
+
+def test_serve_with_its_database_down_retries_then_says_which(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "MLOPS_STATE_DIR": str(tmp_path),
+        "MLOPS_PREDICTION_LOG_URL": f"postgresql+psycopg://postgres:pw@127.0.0.1:{port}/serving",
+        "MLOPS_STARTUP_TIMEOUT_SECONDS": "2",
+    }
+    out = subprocess.run(
+        [MLOPS, "serve", "--port", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 3, out.stderr
+    assert (
+        f"cannot reach the prediction-log database at postgresql+psycopg://postgres:***@127.0.0.1:{port}" in out.stderr
+    )
+    assert "waiting for the prediction-log database" in out.stderr and ":pw@" not in out.stderr
+
+
+def test_serve_with_mlflow_down_retries_then_says_which(tmp_path):
+    env = {
+        **os.environ,
+        "MLOPS_STATE_DIR": str(tmp_path),
+        "MLOPS_TRACKING_URI": "http://127.0.0.1:9/",
+        "MLOPS_STARTUP_TIMEOUT_SECONDS": "1",
+    }
+    out = subprocess.run(
+        [MLOPS, "serve", "--port", "1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 3 and "cannot reach the MLflow tracking server at http://127.0.0.1:9/health" in out.stderr
+
+
+def test_the_worker_explains_what_it_needs(tmp_path):
+    env = {**os.environ, "MLOPS_STATE_DIR": str(tmp_path)}
+    env.pop("PREFECT_API_URL", None)
+    out = subprocess.run([MLOPS, "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "the worker needs a Prefect server: set PREFECT_API_URL" in out.stderr
+    env["PREFECT_API_URL"] = "http://127.0.0.1:9/api"
+    env.pop("MLOPS_INBOX", None)
+    out = subprocess.run([MLOPS, "worker"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "set MLOPS_INBOX" in out.stderr
+
+
+def test_sample_batch_writes_a_month_and_refuses_an_unknown_one(tmp_path):
+    out = subprocess.run(
+        [MLOPS, "sample-batch", "2011-07", "--out", str(tmp_path / "july.csv")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0 and len((tmp_path / "july.csv").read_text().splitlines()) == 745
+    out = subprocess.run(
+        [MLOPS, "sample-batch", "2012-01", "--out", str(tmp_path / "x.csv")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "no month '2012-01'" in out.stderr and "2011-12" in out.stderr
