@@ -140,11 +140,23 @@ def run_report(
     return summary
 
 
-def add_to_workspace(snapshot: Any, *, workspace: Path, project: str, name: str) -> None:
-    """Add a report run to a local Evidently workspace, creating the project on first use."""
+def ensure_project(workspace: Path, project: str) -> Any:
+    """The workspace's project of that name, created if missing.
+
+    Create it before ``evidently ui`` starts on the workspace: the UI's file watcher reads a new
+    project's metadata the moment the file appears and, if it is still empty, its thread dies
+    and the UI never shows projects created after that. New report runs are read robustly.
+    """
     from evidently.ui.workspace import Workspace
 
     ws = Workspace.create(str(workspace))
     found = ws.search_project(project)
-    target = found[0] if found else ws.create_project(project, description=f"Drift and quality of {project}")
-    ws.add_run(target.id, snapshot, include_data=False, name=name)
+    return found[0] if found else ws.create_project(project, description=f"Drift and quality of {project}")
+
+
+def add_to_workspace(snapshot: Any, *, workspace: Path, project: str, name: str) -> None:
+    """Add a report run to a local Evidently workspace, creating the project on first use."""
+    from evidently.ui.workspace import Workspace
+
+    target = ensure_project(workspace, project)
+    Workspace.create(str(workspace)).add_run(target.id, snapshot, include_data=False, name=name)

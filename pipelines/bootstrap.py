@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger
 from core.layout import StateLayout
 from core.usecase import UseCase
 from models.registry import CHAMPION
+from monitoring.drift import ensure_project
 from pipelines.drops import bootstrap_months, corrupt, read_raw, split_into_drops
 from pipelines.ingest import ingest_flow
 from pipelines.runtime import get_runtime
@@ -47,10 +48,16 @@ def ingest_month(*, use_case: UseCase, month: str, frame: pd.DataFrame, state_di
 
 @flow(name="bootstrap", log_prints=True)
 def bootstrap_flow(use_case: str, state_dir: str | None = None) -> dict[str, Any]:
-    """Ingest the bootstrap months and train the first champion, unless there is one already."""
+    """Ingest the bootstrap months and train the first champion, unless there is one already.
+
+    With an Evidently workspace configured, its project for the use case is created here too,
+    before the Evidently UI starts (see ``monitoring.drift.ensure_project``).
+    """
     logger = get_run_logger()
     rt = get_runtime(state_dir)
     uc = rt.use_case(use_case)
+    if rt.settings.evidently_workspace:
+        ensure_project(Path(rt.settings.evidently_workspace), uc.name)
     existing = rt.registry.by_alias(uc.model_name, CHAMPION)
     if existing is not None:
         logger.info("'%s' already has a champion (v%s): nothing to bootstrap", uc.model_name, existing.version)

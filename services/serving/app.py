@@ -11,7 +11,6 @@ import asyncio
 import json
 import math
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,7 +25,6 @@ from pydantic import ValidationError
 from core.predlog import PredictionLog, PredictionRecord
 from core.telemetry import disable_telemetry
 from core.usecase import UseCase, load_use_case
-from models.frames import feature_frame
 from services.serving.admin import admin_router
 from services.serving.control import Control
 from services.serving.dependencies import ServiceState, State, require_admin
@@ -123,6 +121,7 @@ def create_app(
         yield
         await control.stop()
         await asyncio.gather(*state.background, return_exceptions=True)
+        await state.close_batchers()
         await state.writer.stop()
         store.close()
         log.close()
@@ -214,11 +213,10 @@ def create_app(
         routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None
         decision = route(rollout, request_key=request_id, routing_key=routing_key, pin=x_pin_variant)  # type: ignore[arg-type]
         ids = [request_id] if len(records) == 1 else [f"{request_id}/{i}" for i in range(len(records))]
-        frame = feature_frame(records, state.use_case)
-        model, variant, values, rows = _answer(state, snap, decision, frame, ids, request_id, records)
+        model, variant, values, rows = await _answer(state, snap, decision, ids, request_id, records)
         await state.writer.submit(rows)
         if decision.mirror and snap.candidate is not None:
-            task = asyncio.create_task(_mirror(state, snap.candidate, frame, ids, request_id, records))
+            task = asyncio.create_task(_mirror(state, snap.candidate, ids, request_id, records))
             state.background.add(task)
             task.add_done_callback(state.background.discard)
         response.headers["X-Model-Version"] = model.version
@@ -259,14 +257,15 @@ def create_app(
     return app
 
 
-def _timed_predict(state: ServiceState, model: LoadedModel, frame: Any) -> tuple[Any, str | None, float]:
-    """(values, error, latency in ms): a failure is returned, not raised, so the caller decides what it means."""
-    started = time.perf_counter()
-    try:
-        values, error = model.predict(frame, state.use_case), None
-    except Exception as err:  # noqa: BLE001 - the caller falls back, fails the request, or just logs
-        values, error = None, f"{type(err).__name__}: {err}"
-    return values, error, (time.perf_counter() - started) * 1000
+async def _timed_predict(
+    state: ServiceState, model: LoadedModel, records: list[dict[str, Any]]
+) -> tuple[Any, str | None, float]:
+    """(values, error, latency in ms): a failure is returned, not raised, so the caller decides what it means.
+
+    The call joins the model's micro-batch: concurrent requests share one predict call.
+    """
+    result = await state.batcher(model).submit(records)
+    return result.values, result.error, result.latency_ms
 
 
 def _record(
@@ -294,11 +293,10 @@ def _record(
     )
 
 
-def _answer(
+async def _answer(
     state: ServiceState,
     snap: Any,
     decision: Route,
-    frame: Any,
     ids: list[str],
     request_id: str,
     records: list[dict[str, Any]],
@@ -307,11 +305,11 @@ def _answer(
     where = {"ids": ids, "request_id": request_id, "records": records}
     rows: list[PredictionRecord] = []
     if decision.variant == "candidate" and snap.candidate is not None:
-        values, error, latency = _timed_predict(state, snap.candidate, frame)
+        values, error, latency = await _timed_predict(state, snap.candidate, records)
         rows = _record(state, snap.candidate, "candidate", values, error, latency, **where)
         if error is None:
             return snap.candidate, "candidate", values, rows
-    values, error, latency = _timed_predict(state, snap.stable, frame)
+    values, error, latency = await _timed_predict(state, snap.stable, records)
     if error is not None:
         raise HTTPException(
             status.HTTP_500_INTERNAL_SERVER_ERROR, f"model v{snap.stable.version} failed: {error.split(':')[0]}"
@@ -322,13 +320,12 @@ def _answer(
 async def _mirror(
     state: ServiceState,
     candidate: LoadedModel,
-    frame: Any,
     ids: list[str],
     request_id: str,
     records: list[dict[str, Any]],
 ) -> None:
     """Shadow traffic: the candidate answers off the user's path; its answer is only logged."""
-    values, error, latency = await asyncio.to_thread(_timed_predict, state, candidate, frame)
+    values, error, latency = await _timed_predict(state, candidate, records)
     await state.writer.submit(
         _record(state, candidate, "shadow", values, error, latency, ids=ids, request_id=request_id, records=records)
     )

@@ -10,6 +10,8 @@ from pydantic import TypeAdapter
 
 from core.predlog import PredictionLog, PredictionRecord
 from core.usecase import UseCase
+from models.frames import feature_frame
+from services.serving.batching import MicroBatcher
 from services.serving.control import Control
 from services.serving.model_store import LoadedModel
 from services.serving.prediction_log import AsyncPredictionLogWriter
@@ -32,6 +34,26 @@ class ServiceState:
         self.one = TypeAdapter(record)
         self.many = TypeAdapter(list[record])
         self.background: set[asyncio.Task[None]] = set()
+        self._batchers: dict[LoadedModel, MicroBatcher] = {}
+
+    def batcher(self, model: LoadedModel) -> MicroBatcher:
+        """The micro-batcher of one loaded model; those of models no longer served are closed."""
+        if model not in self._batchers:
+            snap = self.control.snapshot
+            live = {m for m in (snap.stable, snap.candidate) if m is not None} if snap else set()
+            for old in [m for m in self._batchers if m not in live]:
+                self.background.add(asyncio.ensure_future(self._batchers.pop(old).close()))
+            use_case = self.use_case
+            self._batchers[model] = MicroBatcher(
+                lambda records: model.predict(feature_frame(records, use_case), use_case),
+                max_rows=self.settings.batch_max_rows,
+                max_wait_s=self.settings.batch_wait_ms / 1000,
+            )
+        return self._batchers[model]
+
+    async def close_batchers(self) -> None:
+        await asyncio.gather(*(b.close() for b in self._batchers.values()))
+        self._batchers.clear()
 
     def log_rows(
         self,

@@ -30,6 +30,16 @@ class ServingSettings(CommonSettings):
         description="Native (OpenMP/BLAS) threads per prediction. Small requests gain nothing from more, and "
         "several replicas on one host would oversubscribe the cores and stall each other.",
     )
+    batch_max_rows: int = Field(
+        default=256, ge=1, description="Most rows that concurrent requests merge into one predict call."
+    )
+    batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=50,
+        description="How long a request may wait for others to share its predict call. 0: never wait; "
+        "batches still form from requests that arrive while a prediction runs.",
+    )
     sync_interval_seconds: float = Field(default=0.5, gt=0, description="How often a replica re-reads shared state.")
     control_interval_seconds: float = Field(default=1.0, gt=0, description="How often rollouts are advanced.")
 

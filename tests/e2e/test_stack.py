@@ -199,8 +199,13 @@ def test_a_drifted_batch_flows_through_deployments_and_the_automation_to_a_canar
     assert ingested[0]["state_type"] == "COMPLETED"
     checks = [r for r in prefect_runs(api, "monitor") if r["parameters"].get("batch_id")]
     assert len(checks) == 1 and checks[0]["state_type"] == "COMPLETED"
-    retrains = prefect_runs(api, "retrain")
-    assert len(retrains) == 1 and retrains[0]["state_type"] == "COMPLETED"
+    retrains = wait_until(  # the flow run records its end a moment after the rollout it started
+        "the retraining run to complete",
+        lambda: (runs := prefect_runs(api, "retrain")) and all(r["state_type"] == "COMPLETED" for r in runs) and runs,
+        timeout=60,
+        logs=logs,
+    )
+    assert len(retrains) == 1
     assert retrains[0]["created_by"]["type"] == "AUTOMATION"
     assert retrains[0]["parameters"]["reason"].startswith("drift share")
     deploys = prefect_runs(api, "deploy")

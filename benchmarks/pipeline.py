@@ -1,0 +1,156 @@
+"""How each stage of the loop grows with the data: ingest, validate, train, register, drift report.
+
+    python -m benchmarks.pipeline [--sizes 10000,100000,1000000] [--no-record]
+
+Rows are drawn from the bike data's own distributions: whole rows resampled
+with replacement (so the relations between calendar, weather and demand hold),
+the weather features jittered within their ranges, and event times spread
+over the year. Each stage calls the same code the flows call, in-process and
+without Prefect's engine, so the table shows the stages' own cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+STAGES = ("ingest", "validate", "train", "register", "drift report")
+
+
+def synthetic_batch(raw: pd.DataFrame, rows: int, *, seed: int = 0) -> bytes:
+    """``rows`` rows as a CSV batch file, drawn from the data's distributions."""
+    rng = np.random.default_rng(seed)
+    out = raw.sample(n=rows, replace=True, random_state=seed).reset_index(drop=True)
+    for col in ("temp", "atemp", "hum", "windspeed"):
+        out[col] = np.clip(out[col].astype(float) + rng.normal(0, 0.02, rows), 0, 1).round(4)
+    out = out.sort_values(["day", "hr"], kind="stable").reset_index(drop=True)
+    buffer = io.StringIO()
+    out.to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def run_size(rows: int, raw: pd.DataFrame, workdir: Path) -> dict[str, float]:
+    from core.layout import StateLayout
+    from core.settings import default_usecases_dir
+    from core.usecase import load_use_case
+    from models.frames import coerce_features, target_vector
+    from models.metrics import model_output
+    from models.registry import MlflowRegistry, TrainingRecord
+    from models.training import train
+    from monitoring.drift import PREDICTION, TARGET, run_report
+    from pipelines.batches import coerce_types, finalize_types, merge_failures, parse_csv, triage, with_event_time
+    from pipelines.storage import DataLake
+    from pipelines.validation import GxValidator
+
+    uc = load_use_case("bike_demand", usecases_dir=default_usecases_dir())
+    layout = StateLayout(workdir / f"state-{rows}").ensure()
+    data = synthetic_batch(raw, rows)
+    times: dict[str, float] = {}
+
+    # ingest = parse + type + land + write curated; validate = the Great Expectations suite
+    started = time.perf_counter()
+    lake = DataLake(layout)
+    batch_id, _ = lake.land_raw(uc.name, data)
+    parsed = parse_csv(data, uc)
+    typed, type_failures = coerce_types(parsed.frame, uc)
+    validator = GxValidator(context_root=layout.gx, docs_dir=layout.data_docs)
+    outcome, times["validate"] = timed(validator.validate, typed, uc)
+    result = triage(parsed, typed, merge_failures(type_failures, outcome.failures))
+    accepted = with_event_time(finalize_types(result.accepted, uc), uc, arrival=datetime(2011, 1, 1))
+    lake.write_curated(uc.name, batch_id, accepted)
+    times["ingest"] = time.perf_counter() - started - times["validate"]
+
+    frame = lake.read_curated(uc.name)
+    trained, times["train"] = timed(train, frame, uc)
+
+    registry = MlflowRegistry(tracking_uri=layout.tracking_uri, artifact_root=layout.mlflow_artifacts)
+    import sklearn
+
+    record = TrainingRecord(
+        experiment="scaling",
+        model_name=uc.model_name,
+        model=trained.model,
+        params=trained.params,
+        metrics=trained.test_metrics,
+        tags={"rows": str(rows)},
+        input_example=coerce_features(frame.head(3), uc),
+        reference=trained.reference,
+        artifacts=[],
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+    )
+    _, times["register"] = timed(registry.log_and_register, record)
+
+    # drift: the whole batch, with the model's predictions and its labels, against the reference
+    def drift() -> Any:
+        current = coerce_features(frame, uc)
+        current[PREDICTION] = model_output(trained.model, current, uc.task)
+        current[TARGET] = target_vector(frame, uc)
+        return run_report(
+            reference=trained.reference,
+            current=current,
+            numerical=uc.numeric_features,
+            categorical=uc.categorical_features,
+            task=uc.task,
+            threshold=uc.monitoring.drift_share,
+            out_dir=layout.reports,
+            name=f"scaling-{rows}",
+            drift_options=uc.monitoring.model_dump(include={"num_method", "num_threshold"}, exclude_none=True),
+        )
+
+    _, times["drift report"] = timed(drift)
+    times["rows_accepted"] = float(len(accepted))
+    return times
+
+
+def table(results: dict[int, dict[str, float]]) -> str:
+    sizes = sorted(results)
+    head = "| stage | " + " | ".join(f"{n:,} rows" for n in sizes) + " | growth 10x data (last step) |"
+    lines = [head, "|---|" + "---:|" * (len(sizes) + 1)]
+    for stage in STAGES:
+        values = [results[n][stage] for n in sizes]
+        growth = values[-1] / values[-2] if len(values) > 1 and values[-2] > 0 else float("nan")
+        lines.append(f"| {stage} | " + " | ".join(f"{v:.1f} s" for v in values) + f" | {growth:.1f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="Comma-separated row counts")
+    parser.add_argument("--no-record", action="store_true", help="Do not append the table to RESULTS.md")
+    args = parser.parse_args(argv)
+    os.environ.update(DO_NOT_TRACK="true", MLFLOW_DISABLE_TELEMETRY="true", GIT_PYTHON_REFRESH="quiet")
+    raw = pd.read_csv(ROOT / "data" / "Bikeshare.csv", dtype=str, keep_default_na=False)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="mlops-scaling-") as tmp:
+        for rows in (int(s) for s in args.sizes.split(",")):
+            results[rows] = run_size(rows, raw, Path(tmp))
+            print(f"{rows:>9,} rows: " + ", ".join(f"{s} {results[rows][s]:.1f} s" for s in STAGES), flush=True)
+    text = table(results)
+    print(text)
+    if not args.no_record:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        with RESULTS.open("a") as fh:
+            fh.write(f"\n## Pipeline scaling, {stamp}\n\n{os.cpu_count()} cores.\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,579 @@
+"""Serving performance side by side: the raw model, `mlflow models serve`, our service, our service in a canary.
+
+    python -m benchmarks.serving --quick     # < 2 minutes; prints one JSON object with the goal ratios
+    python -m benchmarks.serving             # the full set (make bench); appends a table to benchmarks/RESULTS.md
+
+One machine, one run, one model: the bike-demand histogram-gradient-boosting
+pipeline, registered in MLflow (SQLite) as v1 (and v2 for the canary).
+
+    (a) the floor: in-process ``predict`` on a one-row frame, and on a 1,000-row frame
+    (b) ``mlflow models serve --env-manager local`` on v1
+    (c) our service serving v1 (prediction logging on, as always)
+    (d) our service during a canary of v2 at 50 %, both versions loaded
+
+Load comes from ``wrk`` (Debian package ``wrk``), its own process, over loopback
+keep-alive connections. Every answer of our service under load is checked
+against in-process ``predict`` of the version that answered (matched through
+the ``X-Request-ID`` it echoes); a wrong or failed answer fails the benchmark.
+MLflow's answers are checked once, before its load runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+USE_CASE = "bike_demand"
+TOKEN = "benchmark-admin-token-0123456789"
+N_RECORDS = 200  # distinct single-row requests, cycled
+BATCH_ROWS = 1000
+TOLERANCE = 1e-9  # relative: the same trees on the same inputs give the same numbers
+
+GOALS = {
+    "throughput_vs_mlflow_c16": (">=", 5.0),
+    "p50_overhead_ms_c1": ("<=", None),  # 0.5 x raw p50 + 1 ms, computed per run
+    "canary_vs_single": (">=", 0.9),
+    "batch_vs_raw": (">=", 0.7),
+    "cold_start_s": ("<=", 3.0),
+}
+
+
+class BenchmarkError(RuntimeError):
+    pass
+
+
+# -- set-up -----------------------------------------------------------------------------------------
+def train_and_register(state: Path) -> dict[str, Any]:
+    """v1 and v2: histogram gradient boosting on the first half of the year (v2 with another seed)."""
+    import pandas as pd
+
+    from core.layout import StateLayout
+    from core.settings import default_usecases_dir
+    from core.usecase import load_use_case
+    from models.frames import coerce_features, target_vector
+    from models.registry import CHAMPION, MlflowRegistry, TrainingRecord
+    from models.training import make_pipeline
+
+    uc = load_use_case(USE_CASE, usecases_dir=default_usecases_dir())
+    raw = pd.read_csv(uc.resolve_source())
+    frame = raw[raw["mnth"].isin(["Jan", "Feb", "March", "April", "May", "June"])]
+    X, y = coerce_features(frame, uc), target_vector(frame, uc)
+    layout = StateLayout(state).ensure()
+    registry = MlflowRegistry(tracking_uri=layout.tracking_uri, artifact_root=layout.mlflow_artifacts)
+    import sklearn
+
+    versions = []
+    for seed in (0, 1):
+        model = make_pipeline(uc, "hist_gradient_boosting")
+        model.set_params(model__random_state=seed)
+        model.fit(X, y)
+        ref = registry.log_and_register(
+            TrainingRecord(
+                experiment="benchmark",
+                model_name=uc.model_name,
+                model=model,
+                params={"seed": seed},
+                metrics={},
+                tags={"algorithm": "hist_gradient_boosting"},
+                input_example=X.head(2),
+                reference=X.head(100).assign(prediction=model.predict(X.head(100)), target=y[:100]),
+                artifacts=[],
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            )
+        )
+        versions.append(ref.version)
+    registry.set_alias(uc.model_name, CHAMPION, versions[0])
+    records = [
+        {k: (int(v) if uc.schema_.columns[k].type == "int" else v) for k, v in row.items()}
+        for row in X.sample(N_RECORDS, random_state=7).to_dict(orient="records")
+    ]
+    batch = [
+        {k: (int(v) if uc.schema_.columns[k].type == "int" else v) for k, v in row.items()}
+        for row in X.sample(BATCH_ROWS, random_state=8).to_dict(orient="records")
+    ]
+    return {"use_case": uc, "registry": registry, "versions": versions, "records": records, "batch": batch}
+
+
+# -- (a) the floor ----------------------------------------------------------------------------------
+def raw_predict(setup: dict[str, Any], *, repeat: int) -> dict[str, float]:
+    from models.frames import feature_frame
+
+    uc, registry = setup["use_case"], setup["registry"]
+    model = registry.load(uc.model_name, setup["versions"][0])
+    one = feature_frame(setup["records"][:1], uc)
+    many = feature_frame(setup["batch"], uc)
+    model.predict(one)
+    singles = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        model.predict(one)
+        singles.append(time.perf_counter() - started)
+    batches = []
+    for _ in range(max(repeat // 25, 5)):
+        started = time.perf_counter()
+        model.predict(many)
+        batches.append(time.perf_counter() - started)
+    return {
+        "p50_ms": statistics.median(singles) * 1000,
+        "p99_ms": statistics.quantiles(singles, n=100)[98] * 1000,
+        "batch_rows_per_s": BATCH_ROWS / statistics.median(batches),
+    }
+
+
+def expected_values(setup: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """What each version must answer, per single record and for the batch (in-process predict)."""
+    from models.frames import feature_frame
+
+    uc, registry = setup["use_case"], setup["registry"]
+    out = {}
+    for version in setup["versions"]:
+        model = registry.load(uc.model_name, version)
+        out[version] = {
+            "single": [float(model.predict(feature_frame([r], uc))[0]) for r in setup["records"]],
+            "batch": [float(v) for v in model.predict(feature_frame(setup["batch"], uc))],
+        }
+    return out
+
+
+# -- processes --------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (MLflow's server forks a worker)."""
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    for p in pids:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+    return total / 1024
+
+
+@contextlib.contextmanager
+def server(cmd: list[str], *, env: dict[str, str], probe: str, log: Path, timeout: float = 60) -> Iterator[dict]:
+    """Start a server process; yields its pid and the seconds from start to the probe answering 200."""
+    import httpx
+
+    started = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise BenchmarkError(f"{cmd[0]} exited with {proc.returncode}: {log.read_text()[-2000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(probe, timeout=1).status_code == 200:
+                        break
+                if time.perf_counter() - started > timeout:
+                    raise BenchmarkError(f"{probe} did not answer within {timeout} s: {log.read_text()[-2000:]}")
+                time.sleep(0.02)
+            yield {"pid": proc.pid, "cold_start_s": time.perf_counter() - started}
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 15)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+
+
+# -- load with wrk ----------------------------------------------------------------------------------
+LUA = r"""
+local bodies = {BODIES}
+local expected = {EXPECTED}
+local check = {CHECK}
+-- globals, not locals: done() reads them from each thread with thread:get
+n = 0
+mismatches, checked, failures = 0, 0, 0
+first_problem = ""
+
+function request()
+  n = n + 1
+  local i = (n % #bodies) + 1
+  local headers = {["Content-Type"] = "application/json"}
+  if check then headers["X-Request-ID"] = "r" .. i .. "-" .. n end
+  return wrk.format("POST", wrk.path, headers, bodies[i])
+end
+
+function response(status, headers, body)
+  if status ~= 200 then
+    failures = failures + 1
+    if first_problem == "" then first_problem = "status " .. status .. ": " .. string.sub(body, 1, 200) end
+    return
+  end
+  if not check then return end
+  local version = headers["X-Model-Version"] or headers["x-model-version"]
+  local rid = headers["X-Request-ID"] or headers["x-request-id"]
+  local i = tonumber(string.match(rid, "^r(%d+)-"))
+  local want = expected[version] and expected[version][i]
+  local k = 0
+  for value in string.gmatch(body, '"value":([^,}]+)') do
+    k = k + 1
+    local got = tonumber(value)
+    local w = want and want[k]
+    checked = checked + 1
+    if w == nil or got == nil or math.abs(got - w) > TOL * math.max(1, math.abs(w)) then
+      mismatches = mismatches + 1
+      if first_problem == "" then
+        first_problem = "v" .. tostring(version) .. " request " .. i .. " value " .. k ..
+          ": got " .. tostring(value) .. ", want " .. tostring(w)
+      end
+    end
+  end
+  if want and k ~= #want then
+    mismatches = mismatches + 1
+    if first_problem == "" then first_problem = "wrong number of values: " .. k end
+  end
+end
+
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+
+function done(summary, latency, requests)
+  local m, c, f, p = 0, 0, 0, ""
+  for _, t in ipairs(threads) do
+    m = m + t:get("mismatches"); c = c + t:get("checked"); f = f + t:get("failures")
+    if p == "" then p = t:get("first_problem") end
+  end
+  io.write(string.format('RESULT {"p50_us": %d, "p99_us": %d, "requests": %d, "errors": %d, ' ..
+    '"mismatches": %d, "checked": %d, "failures": %d, "first_problem": %q}\n',
+    latency:percentile(50), latency:percentile(99), summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write +
+      summary.errors.status + summary.errors.timeout,
+    m, c, f, p))
+end
+"""
+
+
+def _lua_string(s: str) -> str:
+    return "[==[" + s + "]==]"
+
+
+def lua_script(bodies: list[str], expected: dict[str, list[list[float]]] | None) -> str:
+    if expected is None:
+        exp = "{}"
+    else:
+        exp = (
+            "{"
+            + ",".join(
+                f'["{v}"] = {{' + ",".join("{" + ",".join(repr(x) for x in vals) + "}" for vals in per_body) + "}"
+                for v, per_body in expected.items()
+            )
+            + "}"
+        )
+    return (
+        LUA.replace("{BODIES}", "{" + ",".join(_lua_string(b) for b in bodies) + "}")
+        .replace("{EXPECTED}", exp)
+        .replace("{CHECK}", "true" if expected is not None else "false")
+        .replace("TOL", repr(TOLERANCE))
+    )
+
+
+@dataclass
+class LoadResult:
+    target: str
+    kind: str  # "single" | "batch"
+    concurrency: int
+    throughput: float  # requests/s
+    p50_ms: float
+    p99_ms: float
+    rows_per_s: float
+    checked: int
+    runs: list[float] = field(default_factory=list)  # throughput of each repeat
+
+
+def wrk(url: str, script: Path, *, concurrency: int, seconds: float) -> dict[str, Any]:
+    threads = min(concurrency, 2)
+    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    match = re.search(r"^RESULT (\{.*\})$", out.stdout, re.M)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    if out.returncode != 0 or not match or not rps:
+        raise BenchmarkError(f"wrk failed: {out.stdout[-1500:]} {out.stderr[-1500:]}")
+    result = json.loads(match.group(1))
+    result["rps"] = float(rps.group(1))
+    return result
+
+
+def load(
+    target: str,
+    url: str,
+    *,
+    bodies: list[str],
+    expected: dict[str, list[list[float]]] | None,
+    kind: str,
+    concurrency: int,
+    seconds: float,
+    repeat: int,
+    workdir: Path,
+) -> LoadResult:
+    script = workdir / f"{target}-{kind}.lua"
+    script.write_text(lua_script(bodies, expected))
+    wrk(url, script, concurrency=concurrency, seconds=min(seconds, 1.0))  # warm-up, not counted
+    runs = [wrk(url, script, concurrency=concurrency, seconds=seconds) for _ in range(repeat)]
+    for r in runs:
+        if r["failures"] or r["errors"] or r["mismatches"]:
+            raise BenchmarkError(
+                f"{target} {kind} c{concurrency}: {r['failures']} failed, {r['errors']} socket errors, "
+                f"{r['mismatches']} wrong answers; first: {r['first_problem']}"
+            )
+    rows = BATCH_ROWS if kind == "batch" else 1
+    rps = statistics.median(r["rps"] for r in runs)
+    return LoadResult(
+        target=target,
+        kind=kind,
+        concurrency=concurrency,
+        throughput=rps,
+        p50_ms=statistics.median(r["p50_us"] for r in runs) / 1000,
+        p99_ms=statistics.median(r["p99_us"] for r in runs) / 1000,
+        rows_per_s=rps * rows,
+        checked=sum(r["checked"] for r in runs),
+        runs=[r["rps"] for r in runs],
+    )
+
+
+# -- the run ----------------------------------------------------------------------------------------
+def check_mlflow_answers(url: str, setup: dict[str, Any], expected: dict[str, Any]) -> None:
+    import httpx
+
+    v1 = setup["versions"][0]
+    with httpx.Client(timeout=30) as client:
+        for i, record in enumerate(setup["records"][:50]):
+            got = client.post(url, json={"dataframe_records": [record]}).json()["predictions"][0]
+            want = expected[v1]["single"][i]
+            if abs(got - want) > TOLERANCE * max(1, abs(want)):
+                raise BenchmarkError(f"mlflow answered {got} for record {i}, in-process predict gives {want}")
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    if shutil.which("wrk") is None:
+        raise BenchmarkError("needs wrk on PATH (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)")
+    concurrencies = (1, 16) if quick else (1, 16, 64)
+    seconds, repeat = (2.0, 1) if quick else (8.0, 3)
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
+    state = workdir / "state"
+    env = {
+        **os.environ,
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLOPS_STATE_DIR": str(state),
+        "MLOPS_USE_CASE": USE_CASE,
+        "MLOPS_ADMIN_TOKEN": TOKEN,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}",
+        "GIT_PYTHON_REFRESH": "quiet",
+        # the scoring server starts `uvicorn` from PATH: this environment's
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    os.environ.update({k: env[k] for k in ("DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "GIT_PYTHON_REFRESH")})
+    setup = train_and_register(state)
+    expected = expected_values(setup)
+    floor = raw_predict(setup, repeat=300 if quick else 2000)
+    v1, v2 = setup["versions"]
+    single_bodies = [json.dumps(r) for r in setup["records"]]
+    batch_body = json.dumps(setup["batch"])
+    ours_single = {v: [[x] for x in expected[v]["single"]] for v in (v1, v2)}
+    ours_batch = {v: [expected[v]["batch"]] for v in (v1, v2)}
+    results: list[LoadResult] = []
+    memory: dict[str, float] = {}
+    cold: dict[str, float] = {}
+
+    def measure(target: str, url: str, single: list[str], batch: str, exp_single: Any, exp_batch: Any) -> None:
+        for c in concurrencies:
+            results.append(
+                load(
+                    target,
+                    url,
+                    bodies=single,
+                    expected=exp_single,
+                    kind="single",
+                    concurrency=c,
+                    seconds=seconds,
+                    repeat=repeat,
+                    workdir=workdir,
+                )
+            )
+        results.append(
+            load(
+                target,
+                url,
+                bodies=[batch],
+                expected=exp_batch,
+                kind="batch",
+                concurrency=1,
+                seconds=seconds,
+                repeat=repeat,
+                workdir=workdir,
+            )
+        )
+
+    # (b) MLflow's scoring server on v1
+    port = free_port()
+    model_uri = f"models:/{setup['use_case'].model_name}/{v1}"
+    mlflow_cmd = [
+        "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+        "-h", "127.0.0.1", "-p", str(port), "-w", "1",
+    ]  # fmt: skip
+    with server(mlflow_cmd, env=env, probe=f"http://127.0.0.1:{port}/ping", log=workdir / "mlflow.log") as proc:
+        cold["mlflow"] = proc["cold_start_s"]
+        url = f"http://127.0.0.1:{port}/invocations"
+        check_mlflow_answers(url, setup, expected)
+        columns = list(setup["records"][0])
+        mlflow_single = [json.dumps({"dataframe_records": [r]}) for r in setup["records"]]
+        mlflow_batch = json.dumps(
+            {"dataframe_split": {"columns": columns, "data": [list(r.values()) for r in setup["batch"]]}}
+        )
+        measure("mlflow", url, mlflow_single, mlflow_batch, None, None)
+        memory["mlflow"] = rss_mb(proc["pid"])
+
+    # (c) our service on v1, then (d) the same process during a 50 % canary of v2
+    port = free_port()
+    ours_cmd = [
+        sys.executable, "-m", "uvicorn", "services.serving.app:app_from_env", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+    ]  # fmt: skip
+    with server(ours_cmd, env=env, probe=f"http://127.0.0.1:{port}/ready", log=workdir / "ours.log") as proc:
+        cold["ours"] = proc["cold_start_s"]
+        base = f"http://127.0.0.1:{port}"
+        measure("ours", f"{base}/predict", single_bodies, batch_body, ours_single, ours_batch)
+        memory["ours"] = rss_mb(proc["pid"])
+        import httpx
+
+        canary = {
+            "strategy": "canary",
+            "candidate_version": v2,
+            "steps": [{"weight": 0.5, "bake_seconds": 3600}, {"weight": 1.0, "bake_seconds": 0}],
+        }
+        response = httpx.post(f"{base}/admin/rollouts", json=canary, headers={"X-Admin-Token": TOKEN}, timeout=30)
+        if response.status_code != 201:
+            raise BenchmarkError(f"could not start the canary: {response.status_code} {response.text}")
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{base}/admin/status", headers={"X-Admin-Token": TOKEN}).json()["candidate_version"] != v2:
+            if time.monotonic() > deadline:
+                raise BenchmarkError("the canary's candidate was not loaded within 30 s")
+            time.sleep(0.1)
+        measure("ours-canary", f"{base}/predict", single_bodies, batch_body, ours_single, ours_batch)
+        memory["ours-canary"] = rss_mb(proc["pid"])
+
+    summary = summarize(floor, results, cold)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "quick": quick,
+        "machine": machine(),
+        "floor": floor,
+        "results": [asdict(r) for r in results],
+        "memory_mb": memory,
+        "cold_start_s": cold,
+        "ratios": summary,
+        "goals_met": goals_met(summary, floor),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _find(results: list[LoadResult], target: str, kind: str, c: int) -> LoadResult:
+    return next(r for r in results if (r.target, r.kind, r.concurrency) == (target, kind, c))
+
+
+def summarize(floor: dict[str, float], results: list[LoadResult], cold: dict[str, float]) -> dict[str, float]:
+    return {
+        "throughput_vs_mlflow_c16": _find(results, "ours", "single", 16).throughput
+        / _find(results, "mlflow", "single", 16).throughput,
+        "p50_overhead_ms_c1": _find(results, "ours", "single", 1).p50_ms - floor["p50_ms"],
+        "canary_vs_single": _find(results, "ours-canary", "single", 16).throughput
+        / _find(results, "ours", "single", 16).throughput,
+        "batch_vs_raw": _find(results, "ours", "batch", 1).rows_per_s / floor["batch_rows_per_s"],
+        "cold_start_s": cold["ours"],
+    }
+
+
+def goals_met(ratios: dict[str, float], floor: dict[str, float]) -> dict[str, bool]:
+    out = {}
+    for name, (op, bound) in GOALS.items():
+        limit = 0.5 * floor["p50_ms"] + 1.0 if bound is None else bound  # p50 <= 1.5 x raw + 1 ms
+        out[name] = ratios[name] >= limit if op == ">=" else ratios[name] <= limit
+    return out
+
+
+def machine() -> str:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        cpu = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1)  # type: ignore[union-attr]
+    return f"{os.cpu_count()} cores ({cpu or platform.machine()}), Python {platform.python_version()}"
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [
+        "| target | request | concurrency | req/s | p50 ms | p99 ms | rows/s |",
+        "|---|---|---:|---:|---:|---:|---:|",
+        f"| (a) in-process predict | 1 row | - | - | {report['floor']['p50_ms']:.2f} | "
+        f"{report['floor']['p99_ms']:.2f} | - |",
+        f"| (a) in-process predict | {BATCH_ROWS} rows | - | - | - | - | {report['floor']['batch_rows_per_s']:,.0f} |",
+    ]
+    names = {"mlflow": "(b) mlflow models serve", "ours": "(c) our service", "ours-canary": "(d) ours, canary 50 %"}
+    for r in report["results"]:
+        request = "1 row" if r["kind"] == "single" else f"{BATCH_ROWS} rows"
+        lines.append(
+            f"| {names[r['target']]} | {request} | {r['concurrency']} | {r['throughput']:,.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['rows_per_s']:,.0f} |"
+        )
+    mem = ", ".join(f"{k} {v:.0f} MB" for k, v in report["memory_mb"].items())
+    cold = ", ".join(f"{k} {v:.2f} s" for k, v in report["cold_start_s"].items())
+    ratios = ", ".join(
+        f"{k} {v:.2f} ({'met' if report['goals_met'][k] else 'NOT met'})" for k, v in report["ratios"].items()
+    )
+    return "\n".join([*lines, "", f"Resident memory: {mem}. Cold start to ready: {cold}.", f"Goals: {ratios}."])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="One short run per point; prints the ratios as JSON")
+    parser.add_argument("--no-record", action="store_true", help="Do not append the full run to RESULTS.md")
+    args = parser.parse_args(argv)
+    try:
+        report = run(quick=args.quick)
+    except BenchmarkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.quick:
+        print(
+            json.dumps({**report["ratios"], "goals_met": report["goals_met"], "wall_seconds": report["wall_seconds"]})
+        )
+        return 0
+    text = table(report)
+    print(text)
+    if not args.no_record:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        with RESULTS.open("a") as fh:
+            fh.write(f"\n## Serving, {stamp}\n\n{report['machine']}; wrk, {report['results'][0]['runs'].__len__()} "
+                     f"repeats per point, medians.\n\n{text}\n")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
