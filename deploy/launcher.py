@@ -249,6 +249,9 @@ class Launcher:
             if proc is None:
                 return
             code = proc.wait()
+            exits = self.state_dir / "exits.json"
+            recorded = json.loads(exits.read_text()) if exits.exists() else {}
+            exits.write_text(json.dumps({**recorded, name: code}))
             if code != 0:
                 raise LauncherError(f"{name} exited with code {code}; last lines of its log:\n{self._tail(name)}")
             return
@@ -309,6 +312,7 @@ class Launcher:
         for name in reversed(list(pids)):
             log(f"  {name:<15} stopped")
         self.pids_file.unlink(missing_ok=True)
+        (self.state_dir / "exits.json").unlink(missing_ok=True)
         if volumes:
             self._drop_databases(log)
             shutil.rmtree(self.state_dir / "volumes", ignore_errors=True)
@@ -341,7 +345,9 @@ class Launcher:
             elif name not in pids:
                 out[name] = "not started"
             elif not _alive(pids[name]):
-                out[name] = "exited"
+                exits = self.state_dir / "exits.json"
+                code = json.loads(exits.read_text()).get(name) if exits.exists() else None
+                out[name] = "completed (exit 0)" if code == 0 else f"exited (code {code})" if code else "exited"
             else:
                 out[name] = "healthy" if self.healthy(plan) else "running, not healthy"
         return out
