@@ -165,8 +165,12 @@ class Launcher:
                 continue
             for port in plan.service.ports:
                 with socket.socket() as s:
+                    # as the servers themselves do: connections of a stopped stack still in TIME_WAIT
+                    # do not block the port, a process listening on it does
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     try:
                         s.bind((LOOPBACK, port.target))
+                        s.listen()
                     except OSError:
                         variable = plan.service.port_variable(port.target)
                         hint = f" or set {variable} in .env" if variable else ""
