@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from core.layout import StateLayout
 from core.predlog import PredictionLog
 from services.serving.app import create_app
+from services.serving.schemas import PredictResponse
 from services.serving.settings import ServingSettings
 from tests.support.records import BIKE_RECORD as RECORD
 
@@ -43,6 +44,8 @@ def test_predict_one_record(client):
     body = r.json()
     assert r.headers["X-Model-Version"] == "1" == body["model_version"] and body["model_name"] == "bike-demand"
     assert body["predictions"][0]["id"] == "req-1" and body["predictions"][0]["value"] > 0
+    assert r.headers["content-type"] == "application/json"
+    assert PredictResponse.model_validate(body).variant == "stable"  # the documented response shape
 
 
 def test_predict_a_batch_gives_each_record_an_id(client):
