@@ -34,6 +34,8 @@ predictions = sa.Table(
     sa.Column("prediction", sa.Float, nullable=True),  # null when the model failed
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+    # a rollout's analysis reads one version's newest rows, every second
+    sa.Index("ix_predictions_version_ts", "use_case", "model_version", "ts"),
 )
 
 feedback = sa.Table(
@@ -166,9 +168,20 @@ class PredictionLog:
             ]
 
     def version_rows(
-        self, *, use_case: str, version: str, since: float, until: float, user_facing_only: bool
+        self,
+        *,
+        use_case: str,
+        version: str,
+        since: float,
+        until: float,
+        user_facing_only: bool,
+        max_rows: int | None = None,
     ) -> VersionRows:
-        """A version's requests in a window (mirrored ones too unless ``user_facing_only``), with labels."""
+        """A version's requests in a window (mirrored ones too unless ``user_facing_only``), with labels.
+
+        With ``max_rows``, only the most recent ones: an analysis that runs every second must not
+        read a window that grows with the traffic.
+        """
         conditions = [
             predictions.c.use_case == use_case,
             predictions.c.model_version == version,
@@ -182,6 +195,8 @@ class PredictionLog:
             .select_from(predictions.outerjoin(feedback, predictions.c.prediction_id == feedback.c.prediction_id))
             .where(*conditions)
         )
+        if max_rows is not None:
+            q = q.order_by(predictions.c.ts.desc()).limit(max_rows)
         with self._engine.connect() as conn:
             rows = conn.execute(q).all()
         return VersionRows(

@@ -32,7 +32,13 @@ log = logging.getLogger(__name__)
 
 
 class PredictionLogMetrics:
-    """Per-version samples read from the shared prediction log, so every replica sees all traffic."""
+    """Per-version samples read from the shared prediction log, so every replica sees all traffic.
+
+    A sample is at most the ``max_rows`` most recent requests of the window: plenty for error
+    rates, p99 latency and quality, and a bounded cost per analysis at any request rate.
+    """
+
+    max_rows = 5000
 
     def __init__(self, log_store: PredictionLog, use_case: UseCase) -> None:
         self._log = log_store
@@ -41,7 +47,12 @@ class PredictionLogMetrics:
 
     def sample(self, *, version: str, since: float, until: float, user_facing_only: bool = False) -> VersionSample:
         rows = self._log.version_rows(
-            use_case=self._use_case.name, version=version, since=since, until=until, user_facing_only=user_facing_only
+            use_case=self._use_case.name,
+            version=version,
+            since=since,
+            until=until,
+            user_facing_only=user_facing_only,
+            max_rows=self.max_rows,
         )
         ok = [i for i, p in enumerate(rows.predictions) if p is not None]
         preds = np.array([rows.predictions[i] for i in ok], dtype=float)
