@@ -129,6 +129,12 @@ class Training(_Strict):
     candidates: dict[str, dict[str, list[Any]]] = Field(min_length=1)
     cyclical: dict[str, float] = Field(default_factory=dict, description="feature -> period (sin/cos encoding)")
     random_state: int = 42
+    tuning_rows: int | None = Field(
+        default=100_000,
+        ge=1_000,
+        description="Model selection (time-series CV of every candidate) uses at most the newest N training "
+        "rows; the winner is then refitted on the whole window. None: tune on everything.",
+    )
 
 
 DriftMethod = Literal["wasserstein", "ks", "psi", "kl_div", "jensenshannon", "chisquare", "z", "hellinger"]

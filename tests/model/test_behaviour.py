@@ -55,3 +55,23 @@ def test_invariance_to_tiny_wind_changes(model, bike):
 def test_predictions_are_never_wildly_negative(model, bike, bike_frame):
     predictions = model.predict(coerce_features(bike_frame, bike))
     assert np.quantile(predictions, 0.01) > -20
+
+
+def test_tuning_uses_the_newest_rows_but_the_model_learns_from_all(bike, bike_frame):
+    """training.tuning_rows caps model selection, not the final fit (which sees the whole window)."""
+    import numpy as np
+
+    from models.training import train
+
+    frame = bike_frame[bike_frame.mnth.isin(["Jan", "Feb", "March", "April"])]
+
+    def with_cap(cap):
+        training = bike.training.model_copy(update={"tuning_rows": cap, "candidates": {"ridge": {"alpha": [1.0]}}})
+        return train(frame, bike.model_copy(update={"training": training}))
+
+    capped, full = with_cap(1000), with_cap(None)
+    assert len(capped.split.train) > 1000
+    # tuning saw different rows...
+    assert capped.candidates[0].cv_score != full.candidates[0].cv_score
+    # ...but with one grid point the winner is the same, refitted on the same whole window
+    np.testing.assert_allclose(capped.model[-1].coef_, full.model[-1].coef_)
