@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo demo-credit test test-fast lint format bench clean constraints up down status
+.PHONY: help install demo demo-credit test test-fast lint format bench clean constraints up down status bench-quick
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,8 +52,13 @@ down: $(STAMP)  ## Stop what `make up` started; data stays in .stack/ (ARGS=--vo
 status: $(STAMP)  ## State and health of each service that `make up` runs
 	$(BIN)/python -m deploy.launcher status
 
-bench: $(STAMP)  ## Time the install and `make demo`; results go to benchmarks/RESULTS.md
+bench: $(STAMP)  ## Every benchmark (serving needs `wrk`); results are appended to benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.demo_walltime
+
+bench-quick: $(STAMP)  ## The serving goals in under two minutes: one JSON object of measured ratios
+	$(BIN)/python -m benchmarks.serving --quick
 
 constraints: $(STAMP)  ## Re-freeze the full constraints file from .venv
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt

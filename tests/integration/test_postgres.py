@@ -51,11 +51,17 @@ def test_replicas_starting_together_on_an_empty_database_all_get_the_schema(pg_u
 
     def open_both() -> None:
         barrier.wait()
-        RolloutStore(pg_url).close()
+        store = RolloutStore(pg_url)
         PredictionLog(pg_url).close()
+        barrier.wait()
+        store.set_stable("m", "1", now=1.0)  # each replica adopts the registry's champion at start-up
+        store.close()
 
     with ThreadPoolExecutor(4) as pool:
         for future in [pool.submit(open_both) for _ in range(4)]:
             future.result()
     tables = sa.inspect(sa.create_engine(pg_url)).get_table_names()
     assert {"serving_state", "predictions"} <= set(tables)
+    store = RolloutStore(pg_url)
+    assert store.serving_state("m")[0] == "1"
+    store.close()

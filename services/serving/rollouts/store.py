@@ -69,10 +69,18 @@ class RolloutStore:
 
     def set_stable(self, model_name: str, version: str, *, now: float) -> None:
         """Make ``version`` stable (start-up, explicit reload, manual rollback). Refused during a rollout."""
-        with self._engine.begin() as conn:
-            if self._active_row(conn, model_name) is not None:
-                raise ConflictError("a rollout is in progress: promote, abort or let it finish first")
-            self._write_stable(conn, model_name, version, now=now)
+        for attempt in (1, 2):
+            try:
+                with self._engine.begin() as conn:
+                    if self._active_row(conn, model_name) is not None:
+                        raise ConflictError("a rollout is in progress: promote, abort or let it finish first")
+                    self._write_stable(conn, model_name, version, now=now)
+                return
+            except sa.exc.IntegrityError:
+                # Replicas starting together on an empty database both insert the first row; the
+                # loser finds it there on the second attempt and updates it (or leaves it as it is).
+                if attempt == 2:
+                    raise
 
     def _write_stable(self, conn: sa.Connection, model_name: str, version: str, *, now: float) -> None:
         row = conn.execute(sa.select(serving).where(serving.c.model_name == model_name)).first()
