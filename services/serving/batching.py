@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,8 +46,11 @@ class _Pending:
 class MicroBatcher:
     """One per loaded model version. ``predict`` maps records to one value per record."""
 
-    def __init__(self, predict: PredictFn, *, max_rows: int = 256, max_wait_s: float = 0.0) -> None:
+    def __init__(
+        self, predict: PredictFn, *, max_rows: int = 256, max_wait_s: float = 0.0, executor: Executor | None = None
+    ) -> None:
         self._predict = predict
+        self._executor = executor  # None: asyncio's default thread pool
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -90,12 +94,12 @@ class MicroBatcher:
         while True:
             batch = await self._take()
             records = [r for item in batch for r in item.records]
-            values, error = await asyncio.to_thread(self._safe_predict, records)
+            values, error = await self._in_thread(records)
             self.calls += 1
             if error is not None and len(batch) > 1:
                 # Find the culprit: every request alone, so the others still get their answer.
                 for item in batch:
-                    alone, alone_error = await asyncio.to_thread(self._safe_predict, list(item.records))
+                    alone, alone_error = await self._in_thread(list(item.records))
                     self.calls += 1
                     self._resolve(item, alone, alone_error, len(item.records))
                 continue
@@ -105,6 +109,9 @@ class MicroBatcher:
                 part = values[offset : offset + n] if values is not None else None
                 self._resolve(item, part, error, len(records))
                 offset += n
+
+    async def _in_thread(self, records: list[dict[str, Any]]) -> tuple[np.ndarray | None, str | None]:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._safe_predict, records)
 
     def _safe_predict(self, records: list[dict[str, Any]]) -> tuple[np.ndarray | None, str | None]:
         try:

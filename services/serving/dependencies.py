@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request, status
@@ -28,13 +29,20 @@ class ServiceState:
         self.use_case = use_case
         self.control = control
         self.log = log
-        self.writer = AsyncPredictionLogWriter(log, max_queue=settings.log_queue_size)
+        self.writer = AsyncPredictionLogWriter(
+            log, max_queue=settings.log_queue_size, linger_s=settings.log_linger_ms / 1000
+        )
         self.metrics = ServiceMetrics()
         record = record_model(use_case)
         self.one = TypeAdapter(record)
         self.many = TypeAdapter(list[record])
         self.background: set[asyncio.Task[None]] = set()
         self._batchers: dict[LoadedModel, MicroBatcher] = {}
+        # Every prediction runs on this one thread, off the event loop. Native thread limits
+        # (OpenMP, BLAS) are per thread, so they are set here, where the models run.
+        self.predict_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="predict", initializer=_limit_native_threads, initargs=(settings,)
+        )
 
     def batcher(self, model: LoadedModel) -> MicroBatcher:
         """The micro-batcher of one loaded model; those of models no longer served are closed."""
@@ -48,12 +56,14 @@ class ServiceState:
                 lambda records: model.predict(feature_frame(records, use_case), use_case),
                 max_rows=self.settings.batch_max_rows,
                 max_wait_s=self.settings.batch_wait_ms / 1000,
+                executor=self.predict_executor,
             )
         return self._batchers[model]
 
     async def close_batchers(self) -> None:
         await asyncio.gather(*(b.close() for b in self._batchers.values()))
         self._batchers.clear()
+        self.predict_executor.shutdown(wait=False, cancel_futures=True)
 
     def log_rows(
         self,
@@ -85,6 +95,12 @@ class ServiceState:
             )
             for pid, rec, v in zip(ids, records, values if error is None else [None] * len(ids), strict=True)
         ]
+
+
+def _limit_native_threads(settings: ServingSettings) -> None:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=settings.predict_threads)
 
 
 def get_state(request: Request) -> ServiceState:

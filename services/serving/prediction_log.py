@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -12,14 +13,23 @@ log = logging.getLogger(__name__)
 
 
 class AsyncPredictionLogWriter:
-    """Batches records from a bounded queue into one INSERT per batch, off the event loop."""
+    """Batches records from a bounded queue into one INSERT per batch, off the event loop.
 
-    def __init__(self, store: PredictionLog, *, max_queue: int, max_batch: int = 2000) -> None:
+    After the first record of a batch arrives the writer lingers up to ``linger_s`` for more, so
+    a steady trickle of single-record requests becomes a few INSERTs a second instead of one per
+    request (each one a transaction, competing with predictions for the interpreter). ``flush``
+    cuts the wait short: /feedback needs the rows it refers to in the store now.
+    """
+
+    def __init__(self, store: PredictionLog, *, max_queue: int, max_batch: int = 2000, linger_s: float = 0.0) -> None:
         self._store = store
         self._queue: asyncio.Queue[PredictionRecord] = asyncio.Queue(maxsize=max_queue)
         self._max_batch = max_batch
+        self._linger_s = linger_s
+        self._flush_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.written = 0
+        self.writes = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="prediction-log-writer")
@@ -34,11 +44,16 @@ class AsyncPredictionLogWriter:
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is in the store."""
+        self._flush_now.set()
         await self._queue.join()
 
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._linger_s > 0 and not self._flush_now.is_set() and self._queue.qsize() < self._max_batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_now.wait(), self._linger_s)
+            self._flush_now.clear()
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -53,6 +68,7 @@ class AsyncPredictionLogWriter:
             try:
                 await asyncio.to_thread(self._store.write, batch)
                 self.written += len(batch)
+                self.writes += 1
                 return
             except Exception:  # a failing store must not kill the writer
                 log.exception("prediction log write failed (attempt %d/5, %d records)", attempt, len(batch))

@@ -21,6 +21,12 @@ class ServingSettings(CommonSettings):
     max_records: int = Field(default=10_000, ge=1, description="Most records one /predict request may carry.")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     log_queue_size: int = Field(default=100_000, ge=1)
+    log_linger_ms: float = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description="How long the prediction-log writer waits to gather rows into one INSERT.",
+    )
     state_db_url: str | None = Field(
         default=None, description="Rollout state shared by replicas; defaults to the prediction log's database."
     )
