@@ -50,7 +50,9 @@ class ServiceState:
             snap = self.control.snapshot
             live = {m for m in (snap.stable, snap.candidate) if m is not None} if snap else set()
             for old in [m for m in self._batchers if m not in live]:
-                self.background.add(asyncio.ensure_future(self._batchers.pop(old).close()))
+                closing = asyncio.ensure_future(self._batchers.pop(old).close())
+                self.background.add(closing)
+                closing.add_done_callback(self.background.discard)
             use_case = self.use_case
             self._batchers[model] = MicroBatcher(
                 lambda records: model.predict(feature_frame(records, use_case), use_case),
