@@ -27,13 +27,11 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -162,12 +160,6 @@ def expected_values(setup: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
 
 
 # -- processes --------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and its children (MLflow's server forks a worker)."""
     total = 0
@@ -180,35 +172,6 @@ def rss_mb(pid: int) -> float:
             status = Path(f"/proc/{p}/status").read_text()
             total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
     return total / 1024
-
-
-@contextlib.contextmanager
-def server(cmd: list[str], *, env: dict[str, str], probe: str, log: Path, timeout: float = 60) -> Iterator[dict]:
-    """Start a server process; yields its pid and the seconds from start to the probe answering 200."""
-    import httpx
-
-    started = time.perf_counter()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-        try:
-            while True:
-                if proc.poll() is not None:
-                    raise BenchmarkError(f"{cmd[0]} exited with {proc.returncode}: {log.read_text()[-2000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(probe, timeout=1).status_code == 200:
-                        break
-                if time.perf_counter() - started > timeout:
-                    raise BenchmarkError(f"{probe} did not answer within {timeout} s: {log.read_text()[-2000:]}")
-                time.sleep(0.02)
-            yield {"pid": proc.pid, "cold_start_s": time.perf_counter() - started}
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, 15)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                proc.wait()
 
 
 # -- load with wrk ----------------------------------------------------------------------------------
@@ -380,6 +343,8 @@ def check_mlflow_answers(url: str, setup: dict[str, Any], expected: dict[str, An
 
 
 def run(*, quick: bool) -> dict[str, Any]:
+    from pipelines.traffic import free_port, running_process
+
     if shutil.which("wrk") is None:
         raise BenchmarkError("needs wrk on PATH (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)")
     concurrencies = (1, 16) if quick else (1, 16, 64)
@@ -448,8 +413,10 @@ def run(*, quick: bool) -> dict[str, Any]:
         "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
         "-h", "127.0.0.1", "-p", str(port), "-w", "1",
     ]  # fmt: skip
-    with server(mlflow_cmd, env=env, probe=f"http://127.0.0.1:{port}/ping", log=workdir / "mlflow.log") as proc:
-        cold["mlflow"] = proc["cold_start_s"]
+    with running_process(
+        mlflow_cmd, env=env, probe=f"http://127.0.0.1:{port}/ping", log_path=workdir / "mlflow.log", cwd=ROOT
+    ) as proc:
+        cold["mlflow"] = proc.ready_after_s
         url = f"http://127.0.0.1:{port}/invocations"
         check_mlflow_answers(url, setup, expected)
         columns = list(setup["records"][0])
@@ -458,7 +425,7 @@ def run(*, quick: bool) -> dict[str, Any]:
             {"dataframe_split": {"columns": columns, "data": [list(r.values()) for r in setup["batch"]]}}
         )
         measure("mlflow", url, mlflow_single, mlflow_batch, None, None)
-        memory["mlflow"] = rss_mb(proc["pid"])
+        memory["mlflow"] = rss_mb(proc.pid)
 
     # (c) our service on v1, then (d) the same process during a 50 % canary of v2
     port = free_port()
@@ -466,11 +433,13 @@ def run(*, quick: bool) -> dict[str, Any]:
         sys.executable, "-m", "uvicorn", "services.serving.app:app_from_env", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
-    with server(ours_cmd, env=env, probe=f"http://127.0.0.1:{port}/ready", log=workdir / "ours.log") as proc:
-        cold["ours"] = proc["cold_start_s"]
+    with running_process(
+        ours_cmd, env=env, probe=f"http://127.0.0.1:{port}/ready", log_path=workdir / "ours.log", cwd=ROOT
+    ) as proc:
+        cold["ours"] = proc.ready_after_s
         base = f"http://127.0.0.1:{port}"
         measure("ours", f"{base}/predict", single_bodies, batch_body, ours_single, ours_batch)
-        memory["ours"] = rss_mb(proc["pid"])
+        memory["ours"] = rss_mb(proc.pid)
         import httpx
 
         canary = {
@@ -487,7 +456,7 @@ def run(*, quick: bool) -> dict[str, Any]:
                 raise BenchmarkError("the canary's candidate was not loaded within 30 s")
             time.sleep(0.1)
         measure("ours-canary", f"{base}/predict", single_bodies, batch_body, ours_single, ours_batch)
-        memory["ours-canary"] = rss_mb(proc["pid"])
+        memory["ours-canary"] = rss_mb(proc.pid)
 
     summary = summarize(floor, results, cold)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -565,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = run(quick=args.quick)
-    except BenchmarkError as err:
+    except (BenchmarkError, RuntimeError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.quick:
@@ -578,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         with RESULTS.open("a") as fh:
-            fh.write(f"\n## Serving, {stamp}\n\n{report['machine']}; wrk, {report['results'][0]['runs'].__len__()} "
+            fh.write(f"\n## Serving, {stamp}\n\n{report['machine']}; wrk, {len(report['results'][0]['runs'])} "
                      f"repeats per point, medians.\n\n{text}\n")  # fmt: skip
     return 0
 

@@ -10,12 +10,15 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.env import prepare_environment
 from cli.rollout import rollout_app
+
+if TYPE_CHECKING:
+    from pipelines.settings import PipelineSettings
 
 app = typer.Typer(
     name="mlops",
@@ -57,27 +60,32 @@ def _require_pipelines() -> None:
         )
 
 
-def _wait_for_dependencies(*, tracking_uri: str, databases: dict[str, str], timeout_s: float) -> None:
-    """Wait for MLflow and the databases with backoff; exit with which one is missing after ``timeout_s``."""
-    from core.startup import DependencyUnavailable, database_dependency, mlflow_dependency, wait_for
+def _wait_for_dependencies(
+    *, tracking_uri: str, databases: dict[str, str], timeout_s: float, http: dict[str, str] | None = None
+) -> None:
+    """Wait for MLflow, the databases and any ``http`` health URLs (name -> URL) with backoff;
+    exit with which one is missing after ``timeout_s``."""
+    from core.startup import DependencyUnavailable, database_dependency, http_dependency, mlflow_dependency, wait_for
 
     deps = [database_dependency(name, url) for name, url in databases.items()]
     if (mlflow := mlflow_dependency(tracking_uri)) is not None:
         deps.append(mlflow)
+    deps += [http_dependency(name, url) for name, url in (http or {}).items()]
     try:
         wait_for(deps, timeout_s=timeout_s, log=lambda msg: typer.echo(msg, err=True))
     except DependencyUnavailable as err:
         _fail(str(err), code=3)
 
 
-def _pipeline_dependencies() -> None:
+def _pipeline_dependencies(settings: PipelineSettings | None = None, *, http: dict[str, str] | None = None) -> None:
     from pipelines.settings import PipelineSettings
 
-    settings = PipelineSettings()
+    settings = settings or PipelineSettings()
     _wait_for_dependencies(
         tracking_uri=settings.resolved_tracking_uri,
         databases={"prediction-log database": settings.resolved_prediction_log_url},
         timeout_s=settings.startup_timeout_seconds,
+        http=http,
     )
 
 
@@ -323,23 +331,12 @@ def worker(
     _require_pipelines()
     if not os.environ.get("PREFECT_API_URL"):
         _fail("the worker needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
-    from core.startup import http_dependency
     from pipelines.settings import PipelineSettings
 
     settings = PipelineSettings()
     if not settings.inbox:
         _fail("set MLOPS_INBOX to the folder or URL to watch for batch files")
-    _pipeline_dependencies()
-    from core.startup import DependencyUnavailable, wait_for
-
-    try:
-        wait_for(
-            [http_dependency("Prefect server", os.environ["PREFECT_API_URL"].rstrip("/") + "/health")],
-            timeout_s=settings.startup_timeout_seconds,
-            log=lambda msg: typer.echo(msg, err=True),
-        )
-    except DependencyUnavailable as err:
-        _fail(str(err), code=3)
+    _pipeline_dependencies(settings, http={"Prefect server": os.environ["PREFECT_API_URL"].rstrip("/") + "/health"})
     from pipelines.worker import serve_deployments
 
     serve_deployments(use_case=use_case, settings=settings)

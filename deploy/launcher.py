@@ -20,6 +20,7 @@ from containers is mapped, and only that:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -29,9 +30,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from deploy.compose import ComposeError, Service, load, read_env_file, services, start_order
 
@@ -63,6 +65,7 @@ class Plan:
     kind: str  # "process" | "postgres" | "skipped"
     argv: list[str]
     env: dict[str, str]
+    rewrite: Rewriter  # for the healthcheck, mapped like the command
     note: str = ""
 
 
@@ -116,29 +119,29 @@ class Launcher:
 
     def plan(self, service: Service) -> Plan:
         image = str(service.spec.get("image", ""))
-        rewrite = self._rewriter(service)
+        repo = image.split(":")[0]
+        binary = IMAGE_BINARIES.get(repo)
+        found = shutil.which(binary) if binary and "build" not in service.spec else None
+        # a third-party program reads its bound config files: give it copies with the mapping applied
+        rewrite = self._rewriter(service, self._rewritten_binds(service) if found else None)
         base = {k: v for k, v in os.environ.items() if not k.startswith(ISOLATED_PREFIXES)}
         base["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}"
         env = {**base, **{k: rewrite(v) for k, v in service.environment.items()}}
         if image.startswith("postgres"):
-            return Plan(service, "postgres", [], env, note=f"the machine's PostgreSQL on {LOOPBACK}:5432")
+            return Plan(service, "postgres", [], env, rewrite, note=f"the machine's PostgreSQL on {LOOPBACK}:5432")
         if "build" in service.spec:
             argv = [rewrite(a) for a in service.command]
             if not argv:
                 raise LauncherError(f"service {service.name} builds our image but has no command")
             if argv[0] == "python":
                 argv[0] = sys.executable
-            return Plan(service, "process", argv, env)
-        repo = image.split(":")[0]
-        binary = IMAGE_BINARIES.get(repo)
-        found = shutil.which(binary) if binary else None
+            return Plan(service, "process", argv, env, rewrite)
         if found is None:
-            return Plan(service, "skipped", [], env, note=f"no local '{binary or repo}' binary")
-        rewrite = self._rewriter(service, self._rewritten_binds(service))
-        env = {**base, **{k: rewrite(v) for k, v in service.environment.items()}}
+            return Plan(service, "skipped", [], env, rewrite, note=f"no local '{binary or repo}' binary")
         for key, path in IMAGE_ENV.get(repo, {}).items():
             env.setdefault(key, rewrite(path))
-        return Plan(service, "process", [found, *IMAGE_ARGS.get(repo, []), *(rewrite(a) for a in service.command)], env)
+        argv = [found, *IMAGE_ARGS.get(repo, []), *(rewrite(a) for a in service.command)]
+        return Plan(service, "process", argv, env, rewrite)
 
     def _rewritten_binds(self, service: Service) -> dict[str, str]:
         """Config files bound into a third-party image name hosts and container paths too: the
@@ -183,7 +186,7 @@ class Launcher:
         test = plan.service.healthcheck
         if test is None or plan.kind == "skipped":
             return True
-        rewrite = self._rewriter(plan.service)
+        rewrite = plan.rewrite
         if test[0] == "CMD-SHELL":
             argv = ["/bin/sh", "-c", rewrite(test[1])]
         else:
@@ -203,34 +206,40 @@ class Launcher:
         pids = json.loads(self.pids_file.read_text())
         return {name: pid for name, pid in pids.items() if _alive(pid)}
 
-    def _prepare_postgres(self, plan: Plan) -> None:
+    @contextlib.contextmanager
+    def _postgres(self, service: Service) -> Iterator[tuple[Any, list[str]]]:
+        """An admin connection to the machine's PostgreSQL as the service's user, and the databases it declares."""
         import psycopg
 
-        env = plan.service.environment
+        env = service.environment
         user = env.get("POSTGRES_USER", "postgres")
-        names = [n for n in env.get("MLOPS_DATABASES", "").split(",") if n]
         dsn = f"host={LOOPBACK} port=5432 user={user} password={env.get('POSTGRES_PASSWORD', '')} dbname=postgres"
         try:
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-                existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
-                for name in names:
-                    if name not in existing:
-                        conn.execute(f'CREATE DATABASE "{name}"')
+            conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as err:
             raise LauncherError(f"cannot reach PostgreSQL on {LOOPBACK}:5432 as '{user}': {err}") from err
+        with conn:
+            yield conn, [n for n in env.get("MLOPS_DATABASES", "").split(",") if n]
+
+    def _prepare_postgres(self, plan: Plan) -> None:
+        with self._postgres(plan.service) as (conn, names):
+            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            for name in names:
+                if name not in existing:
+                    conn.execute(f'CREATE DATABASE "{name}"')
 
     def _start(self, plan: Plan) -> subprocess.Popen[bytes]:
         self.logs.mkdir(parents=True, exist_ok=True)
-        log = (self.logs / f"{plan.service.name}.log").open("ab")
-        return subprocess.Popen(
-            plan.argv,
-            env=plan.env,
-            cwd=self.project_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: `down` stops it and its children
-        )
+        with (self.logs / f"{plan.service.name}.log").open("ab") as log:  # the child keeps its own handle
+            return subprocess.Popen(
+                plan.argv,
+                env=plan.env,
+                cwd=self.project_dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: `down` stops it and its children
+            )
 
     def _health_deadline(self, service: Service) -> float:
         check = service.spec.get("healthcheck") or {}
@@ -324,16 +333,11 @@ class Launcher:
             log(f"  volumes removed from {self.state_dir}")
 
     def _drop_databases(self, log: Callable[[str], None]) -> None:
-        import psycopg
-
         for service in self.services.values():
             if not str(service.spec.get("image", "")).startswith("postgres"):
                 continue
-            env = service.environment
-            user = env.get("POSTGRES_USER", "postgres")
-            dsn = f"host={LOOPBACK} port=5432 user={user} password={env.get('POSTGRES_PASSWORD', '')} dbname=postgres"
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-                for name in [n for n in env.get("MLOPS_DATABASES", "").split(",") if n]:
+            with self._postgres(service) as (conn, names):
+                for name in names:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                     log(f"  database {name} dropped")
 

@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from deploy.compose import Service
+
 SCHEMA = Path(__file__).with_name("schema") / "compose-spec.json"
 # Environment keys that hold a secret, and URLs that carry a password.
 SECRET_KEY = re.compile(r"(PASSWORD|TOKEN|SECRET|API_KEY)$")
@@ -32,11 +34,8 @@ def schema_errors(data: dict[str, Any]) -> list[str]:
     ]
 
 
-def _environment(spec: dict[str, Any]) -> dict[str, str]:
-    env = spec.get("environment") or {}
-    if isinstance(env, list):
-        env = dict(item.partition("=")[::2] for item in env)
-    return {str(k): str(v) for k, v in env.items()}
+def _environment(name: str, spec: dict[str, Any]) -> dict[str, str]:
+    return Service(name=name, spec=spec).environment
 
 
 def one_shot(data: dict[str, Any]) -> set[str]:
@@ -101,7 +100,7 @@ def secrets(data: dict[str, Any]) -> list[str]:
                 out.append(f"{where}: a URL carries a password that is not a required .env variable")
 
     for name, spec in data["services"].items():
-        for key, value in _environment(spec).items():
+        for key, value in _environment(name, spec).items():
             if SECRET_KEY.search(key) and not REQUIRED_VAR.match(value):
                 out.append(f"{name}: {key} must be a required variable from .env (${{{key}:?...}}), not '{value}'")
             check_url(f"{name}: {key}", value)
@@ -132,7 +131,7 @@ def telemetry(data: dict[str, Any]) -> list[str]:
     for name, spec in data["services"].items():
         if "build" not in spec:
             continue
-        env = _environment(spec)
+        env = _environment(name, spec)
         off = {k: v for k, v in TELEMETRY.items() if env.get(k) != v}
         if off:
             out.append(f"{name}: telemetry switches missing or on: {sorted(off)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,48 +24,64 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Started:
+    pid: int
+    ready_after_s: float  # from process start to the probe's first 200: the cold start
+
+
+@contextlib.contextmanager
+def running_process(
+    cmd: list[str], *, env: dict[str, str], probe: str, log_path: Path, timeout: float = 120, cwd: Path | None = None
+) -> Iterator[Started]:
+    """Run ``cmd`` as its own process group until the block ends; enter once ``probe`` answers 200.
+
+    Fails with the log's tail when the process exits or is not ready in time. On exit the whole
+    group is stopped (servers that fork workers leave none behind): SIGTERM, then SIGKILL.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{cmd[0]} exited with code {proc.returncode}: {_tail(log_path)}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(probe, timeout=2).status_code == 200:
+                        break
+                if time.perf_counter() - started > timeout:
+                    raise TimeoutError(f"{probe} did not answer within {timeout:.0f} s: {_tail(log_path)}")
+                time.sleep(0.02)
+            yield Started(pid=proc.pid, ready_after_s=time.perf_counter() - started)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _tail(path: Path, chars: int = 2000) -> str:
+    return path.read_text(errors="replace")[-chars:]
+
+
 @contextlib.contextmanager
 def running_service(
     *, use_case: str, state_dir: Path, log_path: Path, timeout: float = 120, env: dict[str, str] | None = None
 ) -> Iterator[str]:
-    """Start the service as its own process and wait until /ready answers 200."""
+    """Start the service as its own process and wait until /ready answers 200; yields its URL."""
     port = free_port()
     env = {**os.environ, "MLOPS_STATE_DIR": str(state_dir), "MLOPS_USE_CASE": use_case, **(env or {})}
     cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "services.serving.app:app_from_env",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"the service exited with code {proc.returncode}; see {log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the service was not ready after {timeout:.0f}s; see {log_path}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        sys.executable, "-m", "uvicorn", "services.serving.app:app_from_env", "--factory",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with running_process(cmd, env=env, probe=f"{url}/ready", log_path=log_path, timeout=timeout):
+        yield url
 
 
 @dataclass

@@ -29,7 +29,6 @@ class AsyncPredictionLogWriter:
         self._flush_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.written = 0
-        self.writes = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="prediction-log-writer")
@@ -68,7 +67,6 @@ class AsyncPredictionLogWriter:
             try:
                 await asyncio.to_thread(self._store.write, batch)
                 self.written += len(batch)
-                self.writes += 1
                 return
             except Exception:  # a failing store must not kill the writer
                 log.exception("prediction log write failed (attempt %d/5, %d records)", attempt, len(batch))

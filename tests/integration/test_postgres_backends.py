@@ -7,10 +7,8 @@ defaults are what every other test uses.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from models.registry import CHAMPION, MlflowRegistry, TrainingRecord
+from pipelines.traffic import free_port, running_process
 
 
 def test_the_mlflow_registry_on_postgres(pg_url: str, tmp_path: Path):
@@ -57,12 +56,6 @@ def test_the_mlflow_registry_on_postgres(pg_url: str, tmp_path: Path):
     engine.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 FLOW = """
 from prefect import flow
 
@@ -76,7 +69,7 @@ print(check(21))
 
 @pytest.mark.slow
 def test_the_prefect_server_on_postgres(pg_url: str, tmp_path: Path):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(tmp_path / "prefect"),
@@ -84,21 +77,9 @@ def test_the_prefect_server_on_postgres(pg_url: str, tmp_path: Path):
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     env.pop("PREFECT_API_URL", None)
-    log = (tmp_path / "server.log").open("wb")
     cmd = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     api = f"http://127.0.0.1:{port}/api"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the Prefect server did not become healthy"
-            time.sleep(0.5)
+    with running_process(cmd, env=env, probe=f"{api}/health", log_path=tmp_path / "server.log"):
         client_env = {**env, "PREFECT_API_URL": api}
         run = subprocess.run(
             [sys.executable, "-c", FLOW], env=client_env, capture_output=True, text=True, timeout=120, cwd=tmp_path
@@ -106,14 +87,6 @@ def test_the_prefect_server_on_postgres(pg_url: str, tmp_path: Path):
         assert run.returncode == 0 and run.stdout.strip().endswith("42"), run.stdout + run.stderr
         runs = httpx.post(f"{api}/flow_runs/filter", json={"flows": {"name": {"any_": ["pg-check"]}}}).json()
         assert [(r["state_type"], r["parameters"]) for r in runs] == [("COMPLETED", {"x": 21})]
-    finally:
-        os.killpg(server.pid, 15)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait()
-        log.close()
     engine = sa.create_engine(pg_url)
     with engine.connect() as conn:
         stored = conn.execute(

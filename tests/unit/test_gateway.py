@@ -7,6 +7,7 @@ import contextlib
 
 import pytest
 
+from pipelines.traffic import free_port
 from services.gateway import RoundRobin, Upstream, serve
 
 
@@ -42,19 +43,11 @@ async def _get(port: int) -> bytes:
     return data
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_connections_alternate_and_a_dead_replica_is_skipped():
     async def scenario() -> tuple[list[bytes], list[bytes], bytes]:
         a, b = await _replica(b"A"), await _replica(b"B")
         ports = [s.sockets[0].getsockname()[1] for s in (a, b)]
-        listen = _free_port()
+        listen = free_port()
         task = asyncio.create_task(
             serve(host="127.0.0.1", port=listen, upstreams=[Upstream("127.0.0.1", p) for p in ports])
         )
