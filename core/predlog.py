@@ -1,70 +1,101 @@
 """The prediction log: every served prediction, and the ground truth that arrives later.
 
-Written by the serving process, read by monitoring. SQLite by default; any
-SQLAlchemy URL (PostgreSQL for the compose stack) works unchanged.
+Written by the serving process, read by monitoring and by the rollout analysis.
+SQLite by default; any SQLAlchemy URL (PostgreSQL for the compose stack) works
+unchanged.
+
+One row per answered request, not per record: a 1,000-record request costs one
+INSERT of two JSON arrays instead of 1,000 rows (a row costs the writer about
+as much as predicting it). Prediction ids stay per record: the request id for
+a one-record request, ``<request id>/<index>`` for each record of a batch.
+Readers expand requests into records; callers see records, as before.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from core.db import create_schema, make_engine
 
 _metadata = sa.MetaData()
 
-predictions = sa.Table(
-    "predictions",
+requests = sa.Table(
+    "prediction_requests",
     _metadata,
     sa.Column("row_id", sa.Integer, primary_key=True, autoincrement=True),
-    # One id per predicted record: the request id for a single record,
-    # "<request id>/<index>" for each record of a batch.
-    sa.Column("prediction_id", sa.String(128), nullable=False, index=True),
-    sa.Column("request_id", sa.String(128), nullable=False),
-    sa.Column("ts", sa.Float, nullable=False, index=True),
+    # Not unique: a mirrored (shadow) answer, or a candidate that failed before stable answered,
+    # is logged as a second row of the same request.
+    sa.Column("request_id", sa.String(128), nullable=False, index=True),
+    sa.Column("ts", sa.Float, nullable=False),
     sa.Column("use_case", sa.String(64), nullable=False),
     sa.Column("model_name", sa.String(128), nullable=False),
     sa.Column("model_version", sa.String(32), nullable=False),
     sa.Column("variant", sa.String(32), nullable=False, server_default="stable"),
-    sa.Column("features", sa.Text, nullable=False),
-    sa.Column("prediction", sa.Float, nullable=True),  # null when the model failed
+    sa.Column("n_records", sa.Integer, nullable=False),
+    sa.Column("features", sa.Text, nullable=False),  # JSON array of the request's records
+    sa.Column("predictions", sa.Text, nullable=True),  # JSON array, one per record; null when the model failed
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
-    # a rollout's analysis reads one version's newest rows, every second
-    sa.Index("ix_predictions_version_ts", "use_case", "model_version", "ts"),
+    sa.Index("ix_prediction_requests_use_case_ts", "use_case", "ts"),
+    # a rollout's analysis reads one version's newest requests, every second
+    sa.Index("ix_prediction_requests_version_ts", "use_case", "model_version", "ts"),
 )
 
-feedback = sa.Table(
-    "feedback",
+labels = sa.Table(
+    "prediction_labels",
     _metadata,
     sa.Column("prediction_id", sa.String(128), primary_key=True),
+    sa.Column("request_id", sa.String(128), nullable=False, index=True),  # what readers join on
     sa.Column("label", sa.Text, nullable=False),
     sa.Column("ts", sa.Float, nullable=False),
 )
 
 
+def prediction_ids(request_id: str, n_records: int) -> list[str]:
+    """The id of each record's prediction: what clients send back with the ground truth."""
+    return [request_id] if n_records == 1 else [f"{request_id}/{i}" for i in range(n_records)]
+
+
+def split_prediction_id(prediction_id: str) -> tuple[str, int | None]:
+    """(request id, record index) of a prediction id; index None for a one-record request.
+
+    Request ids cannot contain "/" (the service checks), so the split is unambiguous. An
+    index that is not a number gives -1, which matches no record.
+    """
+    request_id, slash, index = prediction_id.rpartition("/")
+    if not slash:
+        return prediction_id, None
+    return request_id, int(index) if index.isdigit() else -1
+
+
 @dataclass(frozen=True, slots=True)
-class PredictionRecord:
-    prediction_id: str
+class LoggedRequest:
+    """One version's answer to one request: its records and one prediction per record."""
+
     request_id: str
     ts: float
     use_case: str
     model_name: str
     model_version: str
     variant: str
-    features: dict[str, Any]
-    prediction: float | None
+    features: Sequence[dict[str, Any]]
+    predictions: Sequence[float] | None  # None when the model failed; ``error`` says why
     latency_ms: float
     error: str | None = None
+
+    @property
+    def n_records(self) -> int:
+        return len(self.features)
 
 
 @dataclass(frozen=True, slots=True)
 class VersionRows:
-    """One version's rows in a window, as arrays for analysis."""
+    """One version's records in a window, as arrays for analysis."""
 
     variants: list[str]
     latencies_ms: list[float]
@@ -83,6 +114,15 @@ class LabelledPrediction:
     label: Any | None
 
 
+def _dumps(value: Any) -> str:
+    # numpy scalars and arrays as numbers: callers pass model output as it comes
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _loads(value: str | None) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
 class PredictionLog:
     """Synchronous store; the service wraps it in a non-blocking batching writer."""
 
@@ -90,82 +130,119 @@ class PredictionLog:
         self._engine = make_engine(url)
         create_schema(self._engine, _metadata)
 
-    def write(self, records: Sequence[PredictionRecord]) -> None:
-        if not records:
+    def write(self, entries: Sequence[LoggedRequest]) -> None:
+        if not entries:
             return
         rows = [
             {
-                "prediction_id": r.prediction_id,
-                "request_id": r.request_id,
-                "ts": r.ts,
-                "use_case": r.use_case,
-                "model_name": r.model_name,
-                "model_version": r.model_version,
-                "variant": r.variant,
-                "features": json.dumps(r.features),
-                "prediction": r.prediction,
-                "latency_ms": r.latency_ms,
-                "error": r.error,
+                "request_id": e.request_id,
+                "ts": e.ts,
+                "use_case": e.use_case,
+                "model_name": e.model_name,
+                "model_version": e.model_version,
+                "variant": e.variant,
+                "n_records": e.n_records,
+                "features": _dumps(list(e.features)),
+                "predictions": None if e.predictions is None else _dumps(list(e.predictions)),
+                "latency_ms": e.latency_ms,
+                "error": e.error,
             }
-            for r in records
+            for e in entries
         ]
         with self._engine.begin() as conn:
-            conn.execute(predictions.insert(), rows)
+            conn.execute(requests.insert(), rows)
 
-    def unknown_ids(self, prediction_ids: Iterable[str]) -> list[str]:
-        wanted = list(dict.fromkeys(prediction_ids))
-        found: set[str] = set()
+    def unknown_ids(self, ids: Iterable[str]) -> list[str]:
+        wanted = list(dict.fromkeys(ids))
+        parsed = {pid: split_prediction_id(pid) for pid in wanted}
+        sizes: dict[str, int] = {}
+        request_ids = list({rid for rid, _ in parsed.values()})
         with self._engine.connect() as conn:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                q = sa.select(predictions.c.prediction_id).where(predictions.c.prediction_id.in_(chunk))
-                found.update(conn.execute(q).scalars())
-        return [i for i in wanted if i not in found]
+            for start in range(0, len(request_ids), 500):
+                chunk = request_ids[start : start + 500]
+                q = (
+                    sa.select(requests.c.request_id, sa.func.max(requests.c.n_records))
+                    .where(requests.c.request_id.in_(chunk))
+                    .group_by(requests.c.request_id)
+                )
+                sizes.update({rid: n for rid, n in conn.execute(q).all()})
 
-    def add_feedback(self, labels: Sequence[tuple[str, Any]], *, ts: float) -> None:
+        def known(rid: str, index: int | None) -> bool:
+            n = sizes.get(rid)
+            if n is None:
+                return False
+            return n == 1 if index is None else 0 <= index < n and n > 1
+
+        return [pid for pid in wanted if not known(*parsed[pid])]
+
+    def add_feedback(self, pairs: Sequence[tuple[str, Any]], *, ts: float) -> None:
         """Upsert labels; the latest label for an id wins (labels get corrected in practice)."""
-        ids = [pid for pid, _ in labels]
+        ids = [pid for pid, _ in pairs]
         with self._engine.begin() as conn:
-            conn.execute(feedback.delete().where(feedback.c.prediction_id.in_(ids)))
+            for start in range(0, len(ids), 500):
+                conn.execute(labels.delete().where(labels.c.prediction_id.in_(ids[start : start + 500])))
             conn.execute(
-                feedback.insert(),
-                [{"prediction_id": pid, "label": json.dumps(label), "ts": ts} for pid, label in labels],
+                labels.insert(),
+                [
+                    {"prediction_id": pid, "request_id": split_prediction_id(pid)[0], "label": _dumps(label), "ts": ts}
+                    for pid, label in pairs
+                ],
             )
+
+    def _labels(self, conn: sa.Connection, request_ids: sa.Select[Any] | list[str]) -> dict[str, Any]:
+        """Labels of the records of some requests, by prediction id."""
+        out: dict[str, Any] = {}
+        if isinstance(request_ids, list):
+            for start in range(0, len(request_ids), 500):
+                q = sa.select(labels.c.prediction_id, labels.c.label).where(
+                    labels.c.request_id.in_(request_ids[start : start + 500])
+                )
+                out.update({pid: _loads(label) for pid, label in conn.execute(q).all()})
+            return out
+        q = sa.select(labels.c.prediction_id, labels.c.label).where(labels.c.request_id.in_(request_ids))
+        return {pid: _loads(label) for pid, label in conn.execute(q).all()}
 
     def window(self, *, use_case: str, since: float, until: float) -> list[LabelledPrediction]:
+        """Every record users were answered for in ``[since, until)``, oldest first, with its label if any."""
+        conditions = (
+            requests.c.use_case == use_case,
+            requests.c.ts >= since,
+            requests.c.ts < until,
+            requests.c.variant != "shadow",  # mirrored predictions never reached a user
+            requests.c.error.is_(None),
+        )
         q = (
             sa.select(
-                predictions.c.prediction_id,
-                predictions.c.ts,
-                predictions.c.model_version,
-                predictions.c.variant,
-                predictions.c.features,
-                predictions.c.prediction,
-                feedback.c.label,
+                requests.c.request_id,
+                requests.c.ts,
+                requests.c.model_version,
+                requests.c.variant,
+                requests.c.n_records,
+                requests.c.features,
+                requests.c.predictions,
             )
-            .select_from(predictions.outerjoin(feedback, predictions.c.prediction_id == feedback.c.prediction_id))
-            .where(
-                predictions.c.use_case == use_case,
-                predictions.c.ts >= since,
-                predictions.c.ts < until,
-                predictions.c.variant != "shadow",  # mirrored predictions never reached a user
-                predictions.c.error.is_(None),
-            )
-            .order_by(predictions.c.row_id)
+            .where(*conditions)
+            .order_by(requests.c.row_id)
         )
         with self._engine.connect() as conn:
-            return [
-                LabelledPrediction(
-                    prediction_id=row.prediction_id,
-                    ts=row.ts,
-                    model_version=row.model_version,
-                    variant=row.variant,
-                    features=json.loads(row.features),
-                    prediction=row.prediction,
-                    label=None if row.label is None else json.loads(row.label),
+            rows = conn.execute(q).all()
+            known = self._labels(conn, sa.select(requests.c.request_id).where(*conditions))
+        out = []
+        for row in rows:
+            ids = prediction_ids(row.request_id, row.n_records)
+            for pid, features, prediction in zip(ids, _loads(row.features), _loads(row.predictions), strict=True):
+                out.append(
+                    LabelledPrediction(
+                        prediction_id=pid,
+                        ts=row.ts,
+                        model_version=row.model_version,
+                        variant=row.variant,
+                        features=features,
+                        prediction=prediction,
+                        label=known.get(pid),
+                    )
                 )
-                for row in conn.execute(q)
-            ]
+        return out
 
     def version_rows(
         self,
@@ -177,53 +254,69 @@ class PredictionLog:
         user_facing_only: bool,
         max_rows: int | None = None,
     ) -> VersionRows:
-        """A version's requests in a window (mirrored ones too unless ``user_facing_only``), with labels.
+        """A version's records in a window (mirrored ones too unless ``user_facing_only``), with labels.
 
-        With ``max_rows``, only the most recent ones: an analysis that runs every second must not
-        read a window that grows with the traffic.
+        With ``max_rows``, only the most recent records: an analysis that runs every second must
+        not read a window that grows with the traffic.
         """
         conditions = [
-            predictions.c.use_case == use_case,
-            predictions.c.model_version == version,
-            predictions.c.ts >= since,
-            predictions.c.ts < until,
+            requests.c.use_case == use_case,
+            requests.c.model_version == version,
+            requests.c.ts >= since,
+            requests.c.ts < until,
         ]
         if user_facing_only:
-            conditions.append(predictions.c.variant != "shadow")
-        q = (
-            sa.select(predictions.c.variant, predictions.c.latency_ms, predictions.c.prediction, feedback.c.label)
-            .select_from(predictions.outerjoin(feedback, predictions.c.prediction_id == feedback.c.prediction_id))
-            .where(*conditions)
-        )
+            conditions.append(requests.c.variant != "shadow")
+        q = sa.select(
+            requests.c.request_id,
+            requests.c.variant,
+            requests.c.latency_ms,
+            requests.c.n_records,
+            requests.c.predictions,
+        ).where(*conditions)
         if max_rows is not None:
-            q = q.order_by(predictions.c.ts.desc()).limit(max_rows)
+            # every request holds at least one record: max_rows requests always cover max_rows records
+            q = q.order_by(requests.c.ts.desc(), requests.c.row_id.desc()).limit(max_rows)
+        out = VersionRows([], [], [], [])
         with self._engine.connect() as conn:
             rows = conn.execute(q).all()
-        return VersionRows(
-            variants=[r.variant for r in rows],
-            latencies_ms=[r.latency_ms for r in rows],
-            predictions=[r.prediction for r in rows],
-            labels=[None if r.label is None else json.loads(r.label) for r in rows],
-        )
+            known = self._labels(conn, list({r.request_id for r in rows}))
+        for row in rows:
+            values = _loads(row.predictions) or [None] * row.n_records
+            for pid, value in zip(prediction_ids(row.request_id, row.n_records), values, strict=True):
+                out.variants.append(row.variant)
+                out.latencies_ms.append(row.latency_ms)
+                out.predictions.append(value)
+                out.labels.append(known.get(pid))
+        if max_rows is not None and len(out.variants) > max_rows:
+            out = VersionRows(
+                *(column[:max_rows] for column in (out.variants, out.latencies_ms, out.predictions, out.labels))
+            )
+        return out
 
     def paired(self, *, use_case: str, since: float, until: float) -> list[tuple[float, float]]:
-        """(stable, shadow) predictions of the same requests: the shadow comparison's raw material."""
-        shadow = predictions.alias("shadow")
+        """(stable, shadow) predictions of the same records: the shadow comparison's raw material."""
+        shadow = requests.alias("shadow")
         q = (
-            sa.select(predictions.c.prediction, shadow.c.prediction)
-            .select_from(predictions.join(shadow, predictions.c.prediction_id == shadow.c.prediction_id))
+            sa.select(requests.c.predictions, shadow.c.predictions)
+            .select_from(requests.join(shadow, requests.c.request_id == shadow.c.request_id))
             .where(
-                predictions.c.use_case == use_case,
-                predictions.c.variant == "stable",
+                requests.c.use_case == use_case,
+                requests.c.variant == "stable",
                 shadow.c.variant == "shadow",
-                predictions.c.ts >= since,
-                predictions.c.ts < until,
-                predictions.c.prediction.is_not(None),
-                shadow.c.prediction.is_not(None),
+                requests.c.ts >= since,
+                requests.c.ts < until,
+                requests.c.predictions.is_not(None),
+                shadow.c.predictions.is_not(None),
             )
         )
         with self._engine.connect() as conn:
-            return [(a, b) for a, b in conn.execute(q).all()]
+            pairs = conn.execute(q).all()
+        return [pair for a, b in pairs for pair in _zip_values(_loads(a), _loads(b))]
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _zip_values(a: list[float | None], b: list[float | None]) -> Iterator[tuple[float, float]]:
+    return ((x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None)

@@ -8,7 +8,7 @@ through ``/feedback``.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import math
 import re
 import uuid
@@ -17,12 +17,14 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import numpy as np
+import orjson
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core.predlog import PredictionLog, PredictionRecord
+from core.predlog import LoggedRequest, PredictionLog, prediction_ids
 from core.telemetry import disable_telemetry
 from core.usecase import UseCase, load_use_case
 from services.serving.admin import admin_router
@@ -45,30 +47,41 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,96}$")
 
 
 def _parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
-    """One record (an object) or a batch (a list). Errors name the field and the value, as FastAPI's own do."""
+    """One record (an object) or a batch (a list), validated from the bytes into plain dicts.
+
+    The valid case is the fast one: pydantic parses and checks the JSON in one pass, with no
+    Python object per value beyond the dicts the model needs. Errors name the field and the
+    value, as FastAPI's own do.
+    """
+    start = body.lstrip()[:1]
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {err}", "input": None}]
-        ) from None
-    try:
-        if isinstance(payload, dict):
-            return [state.one.validate_python(payload).model_dump()]
-        if isinstance(payload, list):
-            if not payload:
+        if start == b"{":
+            return [state.one.validate_json(body)]
+        if start == b"[":
+            records = state.many.validate_json(body)
+            if not records:
                 raise RequestValidationError(
                     [{"type": "too_short", "loc": ("body",), "msg": "empty batch", "input": []}]
                 )
-            if len(payload) > state.settings.max_records:
-                raise HTTPException(
-                    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                    f"{len(payload)} records in one request; the limit is {state.settings.max_records}",
-                )
-            return [r.model_dump() for r in state.many.validate_python(payload)]
+            _check_batch_size(state, len(records))
+            return records
     except ValidationError as err:
+        errors = err.errors(include_url=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise RequestValidationError(
+                [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {errors[0]['msg']}", "input": None}]
+            ) from None
+        if start == b"[":  # an oversized batch is refused as such, whatever else is wrong with it
+            with contextlib.suppress(orjson.JSONDecodeError):
+                payload = orjson.loads(body)
+                if isinstance(payload, list):
+                    _check_batch_size(state, len(payload))
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+    try:
+        orjson.loads(body)
+    except orjson.JSONDecodeError as err:
         raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {err}", "input": None}]
         ) from None
     raise RequestValidationError(
         [
@@ -76,10 +89,52 @@ def _parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
                 "type": "model_type",
                 "loc": ("body",),
                 "msg": "expected a record (object) or a batch (list of records)",
-                "input": type(payload).__name__,
+                "input": type(orjson.loads(body)).__name__,
             }
         ]
     )
+
+
+def _check_batch_size(state: ServiceState, n: int) -> None:
+    if n > state.settings.max_records:
+        raise HTTPException(
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            f"{n} records in one request; the limit is {state.settings.max_records}",
+        )
+
+
+async def _read_body(request: Request, *, limit: int) -> bytes:
+    """The body, refused past ``limit`` bytes even when no Content-Length announced its size."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class BodySizeLimit:
+    """Refuses a request whose Content-Length exceeds the limit before anything reads it.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` wraps every request in extra
+    tasks and streams, which costs more than a whole single-record prediction's parsing.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for key, value in scope["headers"]:
+                if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                    detail = f"request body of {value.decode()} bytes exceeds {self.max_bytes}"
+                    response = JSONResponse({"detail": detail}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -120,7 +175,7 @@ def create_app(
         yield
         await control.stop()
         await asyncio.gather(*state.background, return_exceptions=True)
-        await state.close_batchers()
+        await state.close_batcher()
         await state.writer.stop()
         store.close()
         log.close()
@@ -139,15 +194,7 @@ def create_app(
             {"detail": [_json_safe(e) for e in exc.errors()]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
         )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
-            return JSONResponse(
-                {"detail": f"request body of {length} bytes exceeds {settings.max_body_bytes}"},
-                status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        return await call_next(request)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -205,18 +252,18 @@ def create_app(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{PIN_HEADER} must be 'stable' or 'candidate'")
         if x_pin_variant == "candidate" and snap.candidate is None:
             raise HTTPException(status.HTTP_409_CONFLICT, "no rollout in progress: there is no candidate to pin")
-        records = _parse_records(state, await request.body())
+        records = _parse_records(state, await _read_body(request, limit=state.settings.max_body_bytes))
         request_id = x_request_id or uuid.uuid4().hex
         rollout = snap.rollout if snap.candidate is not None else None
         routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None
         decision = route(rollout, request_key=request_id, routing_key=routing_key, pin=x_pin_variant)  # type: ignore[arg-type]
-        ids = [request_id] if len(records) == 1 else [f"{request_id}/{i}" for i in range(len(records))]
-        model, variant, values, rows = await _answer(state, snap, decision, ids, request_id, records)
-        await state.writer.submit(rows)
+        model, variant, values, entries = await _answer(state, snap, decision, request_id, records)
+        await state.writer.submit(entries)
         if decision.mirror and snap.candidate is not None:
-            task = asyncio.create_task(_mirror(state, snap.candidate, ids, request_id, records))
+            task = asyncio.create_task(_mirror(state, snap.candidate, request_id, records))
             state.background.add(task)
             task.add_done_callback(state.background.discard)
+        ids = prediction_ids(request_id, len(records))
         labels = _labels(values, state.use_case)
         # Serialized here, not through the response model: on a 1,000-record batch, validating and
         # dumping 1,000 pydantic objects costs more than predicting them. The shape is PredictResponse's.
@@ -226,11 +273,11 @@ def create_app(
             "model_version": model.version,
             "variant": variant,
             "predictions": [
-                {"id": pid, "value": float(v), "label": lab} for pid, v, lab in zip(ids, values, labels, strict=True)
+                {"id": pid, "value": v, "label": lab} for pid, v, lab in zip(ids, values.tolist(), labels, strict=True)
             ],
         }
         headers = {"X-Model-Version": model.version, "X-Variant": variant, "X-Request-ID": request_id}
-        return Response(json.dumps(body).encode(), media_type="application/json", headers=headers)
+        return Response(orjson.dumps(body), media_type="application/json", headers=headers)
 
     @app.post(
         "/feedback",
@@ -263,7 +310,7 @@ async def _timed_predict(
 
     The call joins the model's micro-batch: concurrent requests share one predict call.
     """
-    result = await state.batcher(model).submit(records)
+    result = await state.predict(model, records)
     return result.values, result.error, result.latency_ms
 
 
@@ -275,13 +322,11 @@ def _record(
     error: str | None,
     latency: float,
     *,
-    ids: list[str],
     request_id: str,
     records: list[dict[str, Any]],
-) -> list[PredictionRecord]:
-    _count(state, model.version, variant, "error" if error else "ok", len(ids), latency)
-    return state.log_rows(
-        ids=ids,
+) -> LoggedRequest:
+    _count(state, model.version, variant, "error" if error else "ok", len(records), latency)
+    return state.log_entry(
         request_id=request_id,
         records=records,
         model=model,
@@ -296,37 +341,31 @@ async def _answer(
     state: ServiceState,
     snap: Any,
     decision: Route,
-    ids: list[str],
     request_id: str,
     records: list[dict[str, Any]],
-) -> tuple[LoadedModel, str, Any, list[PredictionRecord]]:
+) -> tuple[LoadedModel, str, Any, list[LoggedRequest]]:
     """Predict with the routed version. A failing candidate falls back to stable; its failure is logged."""
-    where = {"ids": ids, "request_id": request_id, "records": records}
-    rows: list[PredictionRecord] = []
+    where = {"request_id": request_id, "records": records}
+    entries: list[LoggedRequest] = []
     if decision.variant == "candidate" and snap.candidate is not None:
         values, error, latency = await _timed_predict(state, snap.candidate, records)
-        rows = _record(state, snap.candidate, "candidate", values, error, latency, **where)
+        entries.append(_record(state, snap.candidate, "candidate", values, error, latency, **where))
         if error is None:
-            return snap.candidate, "candidate", values, rows
+            return snap.candidate, "candidate", values, entries
     values, error, latency = await _timed_predict(state, snap.stable, records)
     if error is not None:
         raise HTTPException(
             status.HTTP_500_INTERNAL_SERVER_ERROR, f"model v{snap.stable.version} failed: {error.split(':')[0]}"
         )
-    return snap.stable, "stable", values, rows + _record(state, snap.stable, "stable", values, None, latency, **where)
+    entries.append(_record(state, snap.stable, "stable", values, None, latency, **where))
+    return snap.stable, "stable", values, entries
 
 
-async def _mirror(
-    state: ServiceState,
-    candidate: LoadedModel,
-    ids: list[str],
-    request_id: str,
-    records: list[dict[str, Any]],
-) -> None:
+async def _mirror(state: ServiceState, candidate: LoadedModel, request_id: str, records: list[dict[str, Any]]) -> None:
     """Shadow traffic: the candidate answers off the user's path; its answer is only logged."""
     values, error, latency = await _timed_predict(state, candidate, records)
     await state.writer.submit(
-        _record(state, candidate, "shadow", values, error, latency, ids=ids, request_id=request_id, records=records)
+        [_record(state, candidate, "shadow", values, error, latency, request_id=request_id, records=records)]
     )
 
 

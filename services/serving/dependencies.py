@@ -9,14 +9,14 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, HTTPException, Request, status
 from pydantic import TypeAdapter
 
-from core.predlog import PredictionLog, PredictionRecord
+from core.predlog import LoggedRequest, PredictionLog
 from core.usecase import UseCase
 from models.frames import feature_frame
-from services.serving.batching import MicroBatcher
+from services.serving.batching import BatchResult, MicroBatcher
 from services.serving.control import Control
 from services.serving.model_store import LoadedModel
 from services.serving.prediction_log import AsyncPredictionLogWriter
-from services.serving.schemas import record_model
+from services.serving.schemas import record_dict
 from services.serving.settings import ServingSettings
 from services.serving.telemetry import ServiceMetrics
 
@@ -33,44 +33,37 @@ class ServiceState:
             log, max_queue=settings.log_queue_size, linger_s=settings.log_linger_ms / 1000
         )
         self.metrics = ServiceMetrics()
-        record = record_model(use_case)
+        # Records are validated straight from the request's bytes into plain dicts (pydantic's
+        # Rust JSON parser, no model objects): the same rules as the documented record model.
+        record = record_dict(use_case)
         self.one = TypeAdapter(record)
         self.many = TypeAdapter(list[record])
         self.background: set[asyncio.Task[None]] = set()
-        self._batchers: dict[LoadedModel, MicroBatcher] = {}
-        # Every prediction runs on this one thread, off the event loop. Native thread limits
-        # (OpenMP, BLAS) are per thread, so they are set here, where the models run.
+        # Large rounds run on this one thread, off the event loop; small ones on the loop (see
+        # batching). Native thread limits (OpenMP, BLAS) are per thread, so they are set here too.
         self.predict_executor = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="predict", initializer=_limit_native_threads, initargs=(settings,)
         )
+        self.batcher = MicroBatcher(
+            max_rows=settings.batch_max_rows,
+            max_wait_s=settings.batch_wait_ms / 1000,
+            executor=self.predict_executor,
+        )
 
-    def batcher(self, model: LoadedModel) -> MicroBatcher:
-        """The micro-batcher of one loaded model; those of models no longer served are closed."""
-        if model not in self._batchers:
-            snap = self.control.snapshot
-            live = {m for m in (snap.stable, snap.candidate) if m is not None} if snap else set()
-            for old in [m for m in self._batchers if m not in live]:
-                closing = asyncio.ensure_future(self._batchers.pop(old).close())
-                self.background.add(closing)
-                closing.add_done_callback(self.background.discard)
-            use_case = self.use_case
-            self._batchers[model] = MicroBatcher(
-                lambda records: model.predict(feature_frame(records, use_case), use_case),
-                max_rows=self.settings.batch_max_rows,
-                max_wait_s=self.settings.batch_wait_ms / 1000,
-                executor=self.predict_executor,
-            )
-        return self._batchers[model]
+    async def predict(self, model: LoadedModel, records: list[dict[str, Any]]) -> BatchResult:
+        """Predict ``records`` with ``model``, sharing the call with concurrent requests for it."""
+        use_case = self.use_case
+        return await self.batcher.submit(
+            model, lambda batch: model.predict(feature_frame(batch, use_case), use_case), records
+        )
 
-    async def close_batchers(self) -> None:
-        await asyncio.gather(*(b.close() for b in self._batchers.values()))
-        self._batchers.clear()
+    async def close_batcher(self) -> None:
+        await self.batcher.close()
         self.predict_executor.shutdown(wait=False, cancel_futures=True)
 
-    def log_rows(
+    def log_entry(
         self,
         *,
-        ids: list[str],
         request_id: str,
         records: list[dict[str, Any]],
         model: LoadedModel,
@@ -78,25 +71,20 @@ class ServiceState:
         values: Any,
         latency_ms: float,
         error: str | None = None,
-    ) -> list[PredictionRecord]:
-        # The control plane's clock, not the wall clock: analysis windows are cut with it.
-        now = self.control.clock.now()
-        return [
-            PredictionRecord(
-                pid,
-                request_id,
-                now,
-                self.use_case.name,
-                model.name,
-                model.version,
-                variant,
-                rec,
-                None if error else float(v),
-                latency_ms,
-                error,
-            )
-            for pid, rec, v in zip(ids, records, values if error is None else [None] * len(ids), strict=True)
-        ]
+    ) -> LoggedRequest:
+        return LoggedRequest(
+            request_id=request_id,
+            # The control plane's clock, not the wall clock: analysis windows are cut with it.
+            ts=self.control.clock.now(),
+            use_case=self.use_case.name,
+            model_name=model.name,
+            model_version=model.version,
+            variant=variant,
+            features=records,
+            predictions=None if error else values.tolist(),
+            latency_ms=latency_ms,
+            error=error,
+        )
 
 
 def _limit_native_threads(settings: ServingSettings) -> None:
@@ -105,7 +93,8 @@ def _limit_native_threads(settings: ServingSettings) -> None:
     threadpool_limits(limits=settings.predict_threads)
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
+    # async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, per request.
     return request.app.state.service
 
 

@@ -1,4 +1,4 @@
-"""Non-blocking prediction logging: the request enqueues, a background task writes in batches."""
+"""Non-blocking prediction logging: the request enqueues its answer, a background task writes in batches."""
 
 from __future__ import annotations
 
@@ -7,24 +7,27 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
-from core.predlog import PredictionLog, PredictionRecord
+from core.predlog import LoggedRequest, PredictionLog
 
 log = logging.getLogger(__name__)
 
 
 class AsyncPredictionLogWriter:
-    """Batches records from a bounded queue into one INSERT per batch, off the event loop.
+    """Batches answered requests from a bounded queue into one INSERT per batch, off the event loop.
 
-    After the first record of a batch arrives the writer lingers up to ``linger_s`` for more, so
+    After the first request of a batch arrives the writer lingers up to ``linger_s`` for more, so
     a steady trickle of single-record requests becomes a few INSERTs a second instead of one per
     request (each one a transaction, competing with predictions for the interpreter). ``flush``
-    cuts the wait short: /feedback needs the rows it refers to in the store now.
+    cuts the wait short: /feedback needs the rows it refers to in the store now. A batch closes
+    at ``max_records`` records, however many requests carry them.
     """
 
-    def __init__(self, store: PredictionLog, *, max_queue: int, max_batch: int = 2000, linger_s: float = 0.0) -> None:
+    def __init__(
+        self, store: PredictionLog, *, max_queue: int, max_records: int = 20_000, linger_s: float = 0.0
+    ) -> None:
         self._store = store
-        self._queue: asyncio.Queue[PredictionRecord] = asyncio.Queue(maxsize=max_queue)
-        self._max_batch = max_batch
+        self._queue: asyncio.Queue[LoggedRequest] = asyncio.Queue(maxsize=max_queue)
+        self._max_records = max_records
         self._linger_s = linger_s
         self._flush_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -33,13 +36,13 @@ class AsyncPredictionLogWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="prediction-log-writer")
 
-    async def submit(self, records: Sequence[PredictionRecord]) -> None:
-        for record in records:
+    async def submit(self, entries: Sequence[LoggedRequest]) -> None:
+        for entry in entries:
             try:
-                self._queue.put_nowait(record)
+                self._queue.put_nowait(entry)
             except asyncio.QueueFull:
                 # Back-pressure instead of loss: a full queue slows requests down, it never drops a row.
-                await self._queue.put(record)
+                await self._queue.put(entry)
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is in the store."""
@@ -49,19 +52,21 @@ class AsyncPredictionLogWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
-            if self._linger_s > 0 and not self._flush_now.is_set() and self._queue.qsize() < self._max_batch:
+            if self._linger_s > 0 and not self._flush_now.is_set() and batch[0].n_records < self._max_records:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._flush_now.wait(), self._linger_s)
             self._flush_now.clear()
-            while len(batch) < self._max_batch and not self._queue.empty():
+            records = batch[0].n_records
+            while records < self._max_records and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+                records += batch[-1].n_records
             try:
                 await self._write_with_retry(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _write_with_retry(self, batch: list[PredictionRecord]) -> None:
+    async def _write_with_retry(self, batch: list[LoggedRequest]) -> None:
         delay = 0.1
         for attempt in range(1, 6):
             try:
@@ -69,10 +74,10 @@ class AsyncPredictionLogWriter:
                 self.written += len(batch)
                 return
             except Exception:  # a failing store must not kill the writer
-                log.exception("prediction log write failed (attempt %d/5, %d records)", attempt, len(batch))
+                log.exception("prediction log write failed (attempt %d/5, %d requests)", attempt, len(batch))
                 await asyncio.sleep(delay)
                 delay *= 2
-        log.error("dropping %d prediction-log records after 5 failed writes", len(batch))
+        log.error("dropping %d logged requests after 5 failed writes", len(batch))
 
     async def stop(self) -> None:
         await self.flush()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, create_model
+from typing_extensions import TypedDict
 
 from core.usecase import ColumnSpec, UseCase
 
 
-def _field_type(spec: ColumnSpec) -> tuple[Any, Any]:
+def _field_type(spec: ColumnSpec) -> Any:
+    """One feature's type and constraints; a nullable feature also accepts null."""
     bounds = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
     if spec.type == "int":
         annotation: Any = StrictInt
@@ -24,17 +26,40 @@ def _field_type(spec: ColumnSpec) -> tuple[Any, Any]:
         annotation = str
     if spec.nullable:
         annotation = annotation | None
-    return annotation, Field(default=None if spec.nullable else ..., description=spec.description or None, **bounds)
+    return Annotated[annotation, Field(description=spec.description or None, **bounds)]
+
+
+_RECORD_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def record_model(use_case: UseCase) -> type[BaseModel]:
     """A pydantic model of one prediction request record: the use case's features, nothing else."""
-    fields = {name: _field_type(use_case.schema_.columns[name]) for name in use_case.features}
+    columns = use_case.schema_.columns
+    fields: dict[str, Any] = {
+        name: (_field_type(columns[name]), None if columns[name].nullable else ...) for name in use_case.features
+    }
     return create_model(
         "".join(part.title() for part in use_case.name.split("_")) + "Record",
-        __config__=ConfigDict(extra="forbid", allow_inf_nan=False),
+        __config__=_RECORD_CONFIG,
         **fields,
     )
+
+
+def record_dict(use_case: UseCase) -> type[dict[str, Any]]:
+    """The same record as ``record_model``, validated into a plain dict (no model object per record).
+
+    A nullable field may be left out, as with the model's ``None`` default; readers use ``.get``.
+    """
+    columns = use_case.schema_.columns
+    fields = {
+        name: NotRequired[_field_type(columns[name])] if columns[name].nullable else _field_type(columns[name])
+        for name in use_case.features
+    }
+    record = TypedDict(  # type: ignore[misc]
+        "".join(part.title() for part in use_case.name.split("_")) + "RecordDict", fields
+    )
+    record.__pydantic_config__ = _RECORD_CONFIG  # type: ignore[attr-defined]
+    return record
 
 
 class Prediction(BaseModel):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from core.layout import StateLayout
-from core.predlog import PredictionLog, PredictionRecord
+from core.predlog import LoggedRequest, PredictionLog
 from models.frames import coerce_features
 from models.registry import MlflowRegistry
 from pipelines.monitor import monitor_flow
@@ -24,23 +24,25 @@ def _log_month(root: Path, frame: pd.DataFrame, bike, *, tag: str, labelled: boo
     log = PredictionLog(StateLayout(root).prediction_log_url)
     start = time.time()
     records = [
-        PredictionRecord(
-            f"{tag}-{i}",
-            f"{tag}-{i}",
-            start,
-            "bike_demand",
-            "bike-demand",
-            "1",
-            "stable",
-            {k: (int(v) if k in ("hr", "weekday", "workingday", "holiday") else v) for k, v in row.items()},
-            float(p),
-            1.0,
-        )
-        for i, (row, p) in enumerate(zip(X.to_dict(orient="records"), preds, strict=True))
+        {k: (int(v) if k in ("hr", "weekday", "workingday", "holiday") else v) for k, v in row.items()}
+        for row in X.to_dict(orient="records")
     ]
-    log.write(records)
+    # Half of the month as one-record requests, half as one batch: readers must see every record alike.
+    half = len(records) // 2
+    entries = [
+        LoggedRequest(f"{tag}-{i}", start, "bike_demand", "bike-demand", "1", "stable", [r], [float(p)], 1.0)
+        for i, (r, p) in enumerate(zip(records[:half], preds[:half], strict=True))
+    ]
+    entries.append(
+        LoggedRequest(
+            f"{tag}-b", start, "bike_demand", "bike-demand", "1", "stable", records[half:], list(preds[half:]), 1.0
+        )
+    )
+    log.write(entries)
+    ids = [f"{tag}-{i}" for i in range(half)] + [f"{tag}-b/{i}" for i in range(len(records) - half)]
+    assert len(log.window(use_case="bike_demand", since=start - 1, until=start + 1)) >= len(records)
     if labelled:
-        log.add_feedback([(r.prediction_id, float(y)) for r, y in zip(records, frame.bikers, strict=True)], ts=start)
+        log.add_feedback([(pid, float(y)) for pid, y in zip(ids, frame.bikers, strict=True)], ts=start)
     log.close()
     return start - 1, time.time() + 1
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 
-from core.predlog import PredictionLog, PredictionRecord
+from core.predlog import LoggedRequest, PredictionLog
 from services.serving.rollouts import engine
 from services.serving.rollouts.config import RolloutConfig
 from services.serving.rollouts.store import ConflictError, RolloutStore
@@ -37,11 +37,20 @@ def test_rollout_state_and_decision_log_on_postgres(pg_url: str):
 
 def test_prediction_log_and_feedback_on_postgres(pg_url: str):
     log = PredictionLog(pg_url)
-    log.write([PredictionRecord("r1", "r1", 10.0, "uc", "m", "1", "stable", {"x": 1}, 2.5, 1.0)])
-    assert log.unknown_ids(["r1", "r2"]) == ["r2"]
-    log.add_feedback([("r1", 3.0)], ts=11.0)
-    [row] = log.window(use_case="uc", since=0, until=100)
-    assert (row.prediction, row.label, row.features) == (2.5, 3.0, {"x": 1})
+    log.write(
+        [
+            LoggedRequest("r1", 10.0, "uc", "m", "1", "stable", [{"x": 1}], [2.5], 1.0),
+            LoggedRequest("b", 11.0, "uc", "m", "1", "stable", [{"x": 2}, {"x": 3}], [4.0, 5.0], 1.0),
+        ]
+    )
+    assert log.unknown_ids(["r1", "r2", "b/1", "b/2", "b"]) == ["r2", "b/2", "b"]
+    log.add_feedback([("r1", 3.0), ("b/1", 6.0)], ts=11.0)
+    rows = log.window(use_case="uc", since=0, until=100)
+    assert [(r.prediction_id, r.prediction, r.label, r.features) for r in rows] == [
+        ("r1", 2.5, 3.0, {"x": 1}),
+        ("b/0", 4.0, None, {"x": 2}),
+        ("b/1", 5.0, 6.0, {"x": 3}),
+    ]
     log.close()
 
 
@@ -61,7 +70,7 @@ def test_replicas_starting_together_on_an_empty_database_all_get_the_schema(pg_u
         for future in [pool.submit(open_both) for _ in range(4)]:
             future.result()
     tables = sa.inspect(sa.create_engine(pg_url)).get_table_names()
-    assert {"serving_state", "predictions"} <= set(tables)
+    assert {"serving_state", "prediction_requests", "prediction_labels"} <= set(tables)
     store = RolloutStore(pg_url)
     assert store.serving_state("m")[0] == "1"
     store.close()

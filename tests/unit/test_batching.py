@@ -1,4 +1,4 @@
-"""Adaptive micro-batching with a fake model: batches form under load, never at the cost of a lone request."""
+"""Adaptive micro-batching with fake models: batches form under load, never at the cost of a lone request."""
 
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ def test_a_lone_request_is_predicted_alone_and_at_once():
     model = SlowModel(0.0)
 
     async def scenario():
-        batcher = MicroBatcher(model)
-        result = await batcher.submit([{"x": 1.0}])
+        batcher = MicroBatcher()
+        result = await batcher.submit("v1", model, [{"x": 1.0}])
         await batcher.close()
         return result
 
@@ -49,8 +49,10 @@ def test_concurrent_requests_share_predict_calls_and_each_gets_its_own_answers()
     model = SlowModel(0.02)
 
     async def scenario():
-        batcher = MicroBatcher(model)
-        results = await asyncio.gather(*(batcher.submit([{"x": float(i)}, {"x": float(i) + 0.5}]) for i in range(40)))
+        batcher = MicroBatcher()
+        results = await asyncio.gather(
+            *(batcher.submit("v1", model, [{"x": float(i)}, {"x": float(i) + 0.5}]) for i in range(40))
+        )
         await batcher.close()
         return results
 
@@ -65,8 +67,11 @@ def test_a_batch_never_exceeds_max_rows_unless_one_request_does():
     model = SlowModel(0.01)
 
     async def scenario():
-        batcher = MicroBatcher(model, max_rows=10)
-        await asyncio.gather(*(batcher.submit([{"x": 1.0}] * 3) for _ in range(20)), batcher.submit([{"x": 1.0}] * 25))
+        batcher = MicroBatcher(max_rows=10)
+        await asyncio.gather(
+            *(batcher.submit("v1", model, [{"x": 1.0}] * 3) for _ in range(20)),
+            batcher.submit("v1", model, [{"x": 1.0}] * 25),
+        )
         await batcher.close()
 
     run(scenario())
@@ -77,30 +82,28 @@ def test_a_poisoned_request_fails_alone():
     model = SlowModel(0.01)
 
     async def scenario():
-        batcher = MicroBatcher(model)
-        first = asyncio.ensure_future(batcher.submit([{"x": 0.0}]))  # occupies the model while the rest queue up
-        await asyncio.sleep(0)
-        rest = await asyncio.gather(
-            batcher.submit([{"x": 1.0}]), batcher.submit([{"x": 2.0, "poison": True}]), batcher.submit([{"x": 3.0}])
+        batcher = MicroBatcher()
+        results = await asyncio.gather(
+            *(batcher.submit("v1", model, [{"x": x, "poison": x == 2.0}]) for x in (0.0, 1.0, 2.0, 3.0))
         )
         await batcher.close()
-        return [await first, *rest]
+        return results
 
     results = run(scenario())
     assert [None if r.values is None else list(r.values) for r in results] == [[0.0], [2.0], None, [6.0]]
     assert results[2].error == "ValueError: cannot score a poisoned record"
-    assert 3 in model.calls  # the three were tried together first, then one by one
+    assert model.calls == [4, 1, 1, 1, 1]  # the four were tried together first, then one by one
 
 
 def test_a_bounded_wait_gathers_requests_that_arrive_soon_after():
     model = SlowModel(0.0)
 
     async def scenario():
-        batcher = MicroBatcher(model, max_wait_s=0.05)
+        batcher = MicroBatcher(max_wait_s=0.05)
 
         async def later(delay, x):
             await asyncio.sleep(delay)
-            return await batcher.submit([{"x": x}])
+            return await batcher.submit("v1", model, [{"x": x}])
 
         results = await asyncio.gather(later(0, 1.0), later(0.01, 2.0), later(0.02, 3.0))
         await batcher.close()
@@ -113,8 +116,8 @@ def test_a_bounded_wait_gathers_requests_that_arrive_soon_after():
 
 def test_a_model_that_returns_the_wrong_number_of_values_is_an_error():
     async def scenario():
-        batcher = MicroBatcher(lambda records: np.zeros(len(records) + 1))
-        result = await batcher.submit([{"x": 1.0}])
+        batcher = MicroBatcher()
+        result = await batcher.submit("v1", lambda records: np.zeros(len(records) + 1), [{"x": 1.0}])
         await batcher.close()
         return result
 
@@ -127,9 +130,49 @@ def test_latency_is_measured_from_submission(wait):
     model = SlowModel(0.03)
 
     async def scenario():
-        batcher = MicroBatcher(model, max_wait_s=wait)
-        result = await batcher.submit([{"x": 1.0}])
+        batcher = MicroBatcher(max_wait_s=wait)
+        result = await batcher.submit("v1", model, [{"x": 1.0}])
         await batcher.close()
         return result
 
     assert run(scenario()).latency_ms >= 30
+
+
+def test_two_versions_waiting_together_get_one_call_each_per_round():
+    stable, candidate = SlowModel(0.0), SlowModel(0.0)
+
+    async def scenario():
+        batcher = MicroBatcher()
+        results = await asyncio.gather(
+            *(
+                batcher.submit(key, model, [{"x": float(i)}])
+                for i in range(10)
+                for key, model in (("v1", stable), ("v2", candidate))
+            )
+        )
+        await batcher.close()
+        return results
+
+    results = run(scenario())
+    assert stable.calls == [10] and candidate.calls == [10]
+    assert [list(r.values) for r in results] == [[2.0 * i] for i in range(10) for _ in range(2)]
+
+
+def test_small_rounds_run_on_the_event_loop_and_large_ones_on_the_executor():
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = []
+
+    def model(records):
+        threads.append(threading.current_thread().name)
+        return np.zeros(len(records))
+
+    async def scenario():
+        with ThreadPoolExecutor(1, thread_name_prefix="predict") as pool:
+            batcher = MicroBatcher(inline_max_rows=5, executor=pool)
+            await batcher.submit("v1", model, [{"x": 1.0}] * 5)
+            await batcher.submit("v1", model, [{"x": 1.0}] * 6)
+            await batcher.close()
+
+    run(scenario())
+    assert threads[0] == threading.current_thread().name and threads[1].startswith("predict")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from core.predlog import PredictionRecord
+from core.predlog import LoggedRequest
 from services.serving.prediction_log import AsyncPredictionLogWriter
 
 
@@ -17,8 +17,8 @@ class FakeStore:
         self.batches.append(len(records))
 
 
-def _record(i: int) -> PredictionRecord:
-    return PredictionRecord(f"p{i}", f"p{i}", 0.0, "u", "m", "1", "stable", {}, 1.0, 1.0)
+def _record(i: int, n: int = 1) -> LoggedRequest:
+    return LoggedRequest(f"p{i}", 0.0, "u", "m", "1", "stable", [{}] * n, [1.0] * n, 1.0)
 
 
 def test_a_trickle_of_single_rows_becomes_one_write_per_linger():
@@ -51,3 +51,17 @@ def test_flush_writes_at_once_and_no_row_is_lost():
 
     batches, waited = asyncio.run(scenario())
     assert sum(batches) == 4 and waited < 1.0
+
+
+def test_a_write_closes_at_the_record_limit_not_the_request_count():
+    async def scenario() -> list[int]:
+        store = FakeStore()
+        writer = AsyncPredictionLogWriter(store, max_queue=100, max_records=1000, linger_s=0.2)  # type: ignore[arg-type]
+        for i in range(4):
+            await writer.submit([_record(i, n=600)])
+        writer.start()
+        await writer.flush()
+        await writer.stop()
+        return store.batches
+
+    assert asyncio.run(scenario()) == [2, 2]  # 1200 records per write at most one request past the limit

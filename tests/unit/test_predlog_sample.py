@@ -1,15 +1,17 @@
-"""The analysis reads a bounded sample: a version's newest rows in the window."""
+"""The prediction log: a bounded analysis sample, batches expanded into records, prediction ids."""
 
 from __future__ import annotations
 
-from core.predlog import PredictionLog, PredictionRecord
+import pytest
+
+from core.predlog import LoggedRequest, PredictionLog, prediction_ids, split_prediction_id
 
 
 def test_version_rows_keeps_the_newest_rows_of_the_window(tmp_path):
     log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}")
     log.write(
         [
-            PredictionRecord(f"p{i}", f"p{i}", float(i), "u", "m", "2" if i % 2 else "1", "stable", {}, float(i), 1.0)
+            LoggedRequest(f"p{i}", float(i), "u", "m", "2" if i % 2 else "1", "stable", [{}], [float(i)], 1.0)
             for i in range(100)
         ]
     )
@@ -18,3 +20,37 @@ def test_version_rows_keeps_the_newest_rows_of_the_window(tmp_path):
     log.close()
     assert len(everything.predictions) == 50
     assert sorted(newest.predictions) == [90.0, 92.0, 94.0, 96.0, 98.0]
+
+
+def test_a_batch_is_one_request_and_many_records(tmp_path):
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}")
+    log.write(
+        [
+            LoggedRequest("old", 1.0, "u", "m", "1", "stable", [{"x": 0}] * 4, [0.0, 1.0, 2.0, 3.0], 5.0),
+            LoggedRequest("new", 2.0, "u", "m", "1", "stable", [{"x": 1}] * 3, [4.0, 5.0, 6.0], 7.0),
+            LoggedRequest("new", 2.0, "u", "m", "2", "shadow", [{"x": 1}] * 3, [4.5, 5.5, 6.5], 9.0),
+            LoggedRequest("bad", 2.0, "u", "m", "2", "candidate", [{"x": 1}], None, 1.0, "ValueError: no"),
+        ]
+    )
+    log.add_feedback([("new/2", 60), ("old/0", 0)], ts=3.0)
+    rows = log.version_rows(use_case="u", version="1", since=0, until=10, user_facing_only=True, max_rows=5)
+    # five records, newest request first: all of "new", then two of "old" (its records share one time)
+    assert sorted(rows.predictions) == [0.0, 1.0, 4.0, 5.0, 6.0]
+    assert sorted(label for label in rows.labels if label is not None) == [0, 60]
+    assert sorted(rows.latencies_ms) == [5.0, 5.0, 7.0, 7.0, 7.0]
+    failed = log.version_rows(use_case="u", version="2", since=0, until=10, user_facing_only=True)
+    assert failed.predictions == [None] and failed.variants == ["candidate"]
+    assert log.paired(use_case="u", since=0, until=10) == [(4.0, 4.5), (5.0, 5.5), (6.0, 6.5)]
+    window = log.window(use_case="u", since=0, until=10)  # users' answers only: no shadow, no failure
+    assert [r.prediction_id for r in window] == ["old/0", "old/1", "old/2", "old/3", "new/0", "new/1", "new/2"]
+    assert log.unknown_ids(["old/3", "old/4", "old", "new/x", "bad", "ghost"]) == ["old/4", "old", "new/x", "ghost"]
+    log.close()
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_prediction_ids_split_back_into_request_and_index(n):
+    ids = prediction_ids("req-1", n)
+    assert len(set(ids)) == n
+    assert [split_prediction_id(pid) for pid in ids] == (
+        [("req-1", None)] if n == 1 else [("req-1", i) for i in range(n)]
+    )
