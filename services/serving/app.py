@@ -30,7 +30,7 @@ from core.usecase import UseCase, load_use_case
 from services.serving.admin import admin_router
 from services.serving.control import Control
 from services.serving.dependencies import ServiceState, State, require_admin
-from services.serving.model_store import LoadedModel, ModelSource, RegistryModelSource
+from services.serving.model_store import LoadedModel, ModelSource, model_source_for
 from services.serving.rollouts.clock import Clock, SystemClock
 from services.serving.rollouts.router import PIN_HEADER, Route, route
 from services.serving.rollouts.store import RolloutStore
@@ -156,7 +156,7 @@ def create_app(
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=settings.predict_threads)  # for the life of the process
-        source = model_source or RegistryModelSource(tracking_uri=settings.resolved_tracking_uri)
+        source = model_source or model_source_for(settings.resolved_tracking_uri)
         log = prediction_log or PredictionLog(settings.resolved_prediction_log_url)
         store = RolloutStore(settings.resolved_state_db_url)
         control = Control(

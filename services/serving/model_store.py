@@ -1,11 +1,23 @@
-"""Model versions loaded from the registry, cached by version, loaded off the request path."""
+"""Model versions loaded from the registry, cached by version, loaded off the request path.
+
+Two ways to the registry, one port (``ModelSource``):
+- ``RestModelSource`` talks to an MLflow tracking server over its REST API (the compose
+  stack, production). The serving process then never imports MLflow, whose client costs
+  more than a second of start-up, and reads only the two files a model needs.
+- ``RegistryModelSource`` uses the MLflow client, for a tracking URI that is a database or a
+  folder (the laptop demo), where there is no server to ask.
+
+``model_source_for`` picks one from the tracking URI.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
@@ -65,6 +77,108 @@ class RegistryModelSource:
         if old is not None and old != new:
             registry.set_alias(name, PREVIOUS, old)
         registry.set_alias(name, CHAMPION, new)
+
+
+# skops refuses to load any type that is not trusted. MLflow trusts whatever the model's own
+# MLmodel file lists; this service only trusts the listed types under these prefixes (the
+# project's transformers, scikit-learn and NumPy), so a crafted model file cannot smuggle
+# another type in by listing it.
+TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "models.")
+
+
+def trusted_types(listed: list[str], *, prefixes: tuple[str, ...] = TRUSTED_TYPE_PREFIXES) -> list[str]:
+    """The types a model asks skops to trust, if every one is within ``prefixes``."""
+    refused = [t for t in listed if not t.startswith(prefixes)]
+    if refused:
+        raise ModelUnavailable(f"the model asks to trust types outside {list(prefixes)}: {refused}")
+    return listed
+
+
+class RestModelSource:
+    """The MLflow registry over its REST API: aliases, versions and artifacts, without the MLflow client."""
+
+    def __init__(self, *, tracking_uri: str, timeout_s: float = 30.0, client: Any = None) -> None:
+        import httpx
+
+        self._base = tracking_uri.rstrip("/")
+        self._http = client or httpx.Client(base_url=self._base, timeout=timeout_s)
+
+    def _get(self, path: str, *, absent: tuple[str, ...] = ("RESOURCE_DOES_NOT_EXIST",), **params: str) -> Any:
+        """The JSON answer, or None when MLflow says the thing asked for does not exist."""
+        response = self._http.get(path, params=params)
+        if response.status_code in (400, 404) and _error_code(response) in absent:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        # An unknown alias of a known model is an "invalid parameter" to MLflow, not a missing resource.
+        absent = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+        body = self._get("/api/2.0/mlflow/registered-models/alias", absent=absent, name=name, alias=alias)
+        return None if body is None else str(body["model_version"]["version"])
+
+    def load_version(self, name: str, version: str) -> LoadedModel:
+        try:
+            model = self._load(name, version)
+        except ModelUnavailable:
+            raise
+        except Exception as err:  # any load failure keeps the old model serving
+            raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
+        return LoadedModel(name=name, version=version, model=model, loaded_at=time.time())
+
+    def _load(self, name: str, version: str) -> Any:
+        import skops.io
+        import yaml
+
+        body = self._get("/api/2.0/mlflow/model-versions/get-download-uri", name=name, version=version)
+        if body is None:
+            raise ModelUnavailable(f"model '{name}' v{version} is not in the registry")
+        root = body["artifact_uri"].rstrip("/")
+        spec = yaml.safe_load(self._artifact(f"{root}/MLmodel"))
+        flavor = (spec.get("flavors") or {}).get("sklearn")
+        if flavor is None or flavor.get("serialization_format") != "skops":
+            raise ModelUnavailable(f"model '{name}' v{version} is not a scikit-learn model saved with skops")
+        data = self._artifact(f"{root}/{flavor['pickled_model']}")
+        return skops.io.loads(data, trusted=trusted_types(flavor.get("skops_trusted_types") or []))
+
+    def _artifact(self, uri: str) -> bytes:
+        """One artifact's bytes: proxied by the tracking server, or a local file."""
+        parsed = urlparse(uri)
+        if parsed.scheme == "mlflow-artifacts":
+            response = self._http.get(f"/api/2.0/mlflow-artifacts/artifacts/{parsed.path.lstrip('/')}")
+            response.raise_for_status()
+            return response.content
+        if parsed.scheme in ("", "file"):
+            return Path(unquote(parsed.path)).read_bytes()
+        raise ModelUnavailable(
+            f"artifact store '{parsed.scheme}://' is not readable here: serve artifacts through the tracking "
+            "server (mlflow server --artifacts-destination ...)"
+        )
+
+    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
+        if old is not None and old != new:
+            self._set_alias(name, PREVIOUS, old)
+        self._set_alias(name, CHAMPION, new)
+
+    def _set_alias(self, name: str, alias: str, version: str) -> None:
+        response = self._http.post(
+            "/api/2.0/mlflow/registered-models/alias", json={"name": name, "alias": alias, "version": version}
+        )
+        response.raise_for_status()
+
+
+def _error_code(response: Any) -> str | None:
+    try:
+        return response.json().get("error_code")
+    except ValueError:
+        return None
+
+
+def model_source_for(tracking_uri: str) -> ModelSource:
+    """REST for a tracking server; the MLflow client for a database or folder URI."""
+    if urlparse(tracking_uri).scheme in ("http", "https"):
+        return RestModelSource(tracking_uri=tracking_uri)
+    return RegistryModelSource(tracking_uri=tracking_uri)
 
 
 class ModelCache:

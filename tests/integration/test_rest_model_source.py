@@ -1,0 +1,116 @@
+"""The serving side of the registry over MLflow's REST API, against a real `mlflow server` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import sklearn
+
+from models.frames import coerce_features, target_vector
+from models.registry import CHAMPION, PREVIOUS, MlflowRegistry, TrainingRecord
+from models.training import make_pipeline
+from pipelines.traffic import free_port, running_process
+from services.serving.model_store import ModelUnavailable, RestModelSource
+from tests.conftest import ROOT
+from tests.support.records import BIKE_RECORD
+
+MODEL = "bike-demand"  # the use case's name, in a registry of this module's own
+
+
+@pytest.fixture(scope="module")
+def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A tracking server as the compose stack runs it: a database, and artifacts proxied by the server."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    url = f"http://127.0.0.1:{port}"
+    with running_process(cmd, env=env, probe=f"{url}/health", log_path=root / "server.log", timeout=180):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def registered(tracking_server: str, bike, bike_frame) -> dict:
+    """Two versions of the bike model registered through the server; v1 is champion."""
+    frame = bike_frame.head(3000)
+    X, y = coerce_features(frame, bike), target_vector(frame, bike)
+    registry = MlflowRegistry(tracking_uri=tracking_server)
+    models, versions = [], []
+    for seed in (0, 1):
+        model = make_pipeline(bike, "hist_gradient_boosting").set_params(model__random_state=seed, model__max_iter=20)
+        model.fit(X, y)
+        ref = registry.log_and_register(
+            TrainingRecord(
+                experiment="rest-source",
+                model_name=MODEL,
+                model=model,
+                params={"seed": seed},
+                metrics={},
+                tags={},
+                input_example=X.head(2),
+                reference=X.head(20).assign(prediction=model.predict(X.head(20)), target=y[:20]),
+                artifacts=[],
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            )
+        )
+        models.append(model)
+        versions.append(ref.version)
+    registry.set_alias(MODEL, CHAMPION, versions[0])
+    return {"registry": registry, "models": models, "versions": versions, "X": X.head(200)}
+
+
+def test_aliases_versions_and_artifacts_come_over_rest(tracking_server: str, registered: dict):
+    source = RestModelSource(tracking_uri=tracking_server)
+    v1, v2 = registered["versions"]
+    assert source.alias_version(MODEL, CHAMPION) == v1
+    assert source.alias_version(MODEL, "no-such-alias") is None
+    assert source.alias_version("no-such-model", CHAMPION) is None
+    for version, model in zip((v1, v2), registered["models"], strict=True):
+        loaded = source.load_version(MODEL, version)
+        assert np.array_equal(loaded.model.predict(registered["X"]), model.predict(registered["X"]))
+    with pytest.raises(ModelUnavailable, match="v99"):
+        source.load_version(MODEL, "99")
+
+
+def test_a_promotion_moves_the_aliases_in_the_registry(tracking_server: str, registered: dict):
+    v1, v2 = registered["versions"]
+    RestModelSource(tracking_uri=tracking_server).record_promotion(MODEL, new=v2, old=v1)
+    registry: MlflowRegistry = registered["registry"]
+    assert registry.by_alias(MODEL, CHAMPION).version == v2
+    assert registry.by_alias(MODEL, PREVIOUS).version == v1
+    registry.set_alias(MODEL, CHAMPION, v1)  # as the other tests expect it
+
+
+def test_the_service_on_a_tracking_server_never_imports_mlflow(tracking_server: str, registered: dict, tmp_path):
+    """The MLflow client costs over a second of start-up; with a server the service does without it."""
+    script = (
+        "import sys, json\n"
+        "from fastapi.testclient import TestClient\n"
+        "from services.serving.app import app_from_env\n"
+        "with TestClient(app_from_env()) as c:\n"
+        "    assert c.get('/ready').status_code == 200, c.get('/ready').text\n"
+        f"    r = c.post('/predict', json={BIKE_RECORD!r})\n"
+        "    assert r.status_code == 200, r.text\n"
+        "print(json.dumps({'version': r.json()['model_version'], 'mlflow': 'mlflow' in sys.modules}))\n"
+    )
+    env = {
+        **os.environ,
+        "MLOPS_STATE_DIR": str(tmp_path / "state"),
+        "MLOPS_TRACKING_URI": tracking_server,
+        "MLOPS_USE_CASE": "bike_demand",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"version": registered["versions"][0], "mlflow": False}
