@@ -449,10 +449,8 @@ def _run_against(tracking_uri: str, *, env: dict[str, str], workdir: Path, quick
 
     # (c) our service on v1, then (d) the same process during a 50 % canary of v2
     port = free_port()
-    ours_cmd = [
-        sys.executable, "-m", "uvicorn", "services.serving.app:app_from_env", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
+    # The documented entry point, as the compose stack starts it: cold start includes its checks.
+    ours_cmd = [str(Path(sys.executable).with_name("mlops")), "serve", "--host", "127.0.0.1", "--port", str(port)]
     with running_process(
         ours_cmd, env=env, probe=f"http://127.0.0.1:{port}/ready", log_path=workdir / "ours.log", cwd=ROOT
     ) as proc:

@@ -192,6 +192,14 @@ def serve(
     use_case: UseCaseOpt = "bike_demand",
     host: Annotated[str, typer.Option(envvar="MLOPS_HOST", help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="MLOPS_PORT", help="Port to bind.")] = 8000,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            envvar="MLOPS_ACCESS_LOG",
+            help="One log line per HTTP request. Off by default: every prediction is already in the "
+            "prediction log and in /metrics, and a line per request costs throughput.",
+        ),
+    ] = False,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Serve `models:/<model>@champion` over HTTP (FastAPI): POST /predict, POST /feedback,
@@ -221,7 +229,16 @@ def serve(
     )
     import uvicorn
 
-    uvicorn.run("services.serving.app:app_from_env", factory=True, host=host, port=port, log_level="info")
+    # No WebSocket endpoints: ws="none" spares start-up the import of a WebSocket implementation.
+    uvicorn.run(
+        "services.serving.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log,
+        ws="none",
+    )
 
 
 @app.command()

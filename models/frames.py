@@ -21,10 +21,10 @@ def feature_frame(records: Sequence[Mapping[str, Any]], use_case: UseCase) -> pd
     for name in use_case.features:
         values = [r.get(name) for r in records]
         if use_case.schema_.columns[name].type in ("int", "float", "bool"):
-            out[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+            out[name] = np.array(values, dtype=np.float64)  # a missing value (None) becomes NaN
         else:
             out[name] = np.array(values, dtype=object)
-    return pd.DataFrame(out, columns=use_case.features)
+    return pd.DataFrame(out, columns=use_case.features, copy=False)
 
 
 def coerce_features(frame: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
