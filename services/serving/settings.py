@@ -20,7 +20,11 @@ class ServingSettings(CommonSettings):
     dev_mode: bool = Field(default=True, description="Allow the default admin token (never in production).")
     max_records: int = Field(default=10_000, ge=1, description="Most records one /predict request may carry.")
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
-    log_queue_size: int = Field(default=100_000, ge=1)
+    log_queue_size: int = Field(
+        default=100_000,
+        ge=1,
+        description="Answered requests the prediction-log writer may hold; when full, requests wait (none is dropped).",
+    )
     log_linger_ms: float = Field(
         default=50,
         ge=0,
