@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo demo-credit test test-fast lint format bench clean constraints up down status bench-quick
+.PHONY: help install demo demo-credit test test-fast lint format bench clean constraints up down status bench-quick wrk
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,12 +52,21 @@ down: $(STAMP)  ## Stop what `make up` started; data stays in .stack/ (ARGS=--vo
 status: $(STAMP)  ## State and health of each service that `make up` runs
 	$(BIN)/python -m deploy.launcher status
 
-bench: $(STAMP)  ## Every benchmark (serving needs `wrk`); results are appended to benchmarks/RESULTS.md
+# The serving benchmark's load generator. Installed from Debian's packages when missing and
+# possible (root with apt-get); otherwise the message says how.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing wrk (Debian package) for the serving benchmark"; \
+	    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; \
+	  else echo "the serving benchmark needs wrk: apt-get install wrk (Debian/Ubuntu) or brew install wrk (macOS)"; exit 1; fi; }
+
+bench: $(STAMP) wrk  ## Every benchmark; results are appended to benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.demo_walltime
 
-bench-quick: $(STAMP)  ## The serving goals in under two minutes: one JSON object of measured ratios
+bench-quick: $(STAMP) wrk  ## The serving goals in under two minutes: one JSON object of measured ratios
 	$(BIN)/python -m benchmarks.serving --quick
 
 constraints: $(STAMP)  ## Re-freeze the full constraints file from .venv
