@@ -274,11 +274,26 @@ class PredictionLog:
             requests.c.n_records,
             requests.c.predictions,
         ).where(*conditions)
-        if max_rows is not None:
-            # every request holds at least one record: max_rows requests always cover max_rows records
-            q = q.order_by(requests.c.ts.desc(), requests.c.row_id.desc()).limit(max_rows)
+        newest_first = (requests.c.ts.desc(), requests.c.row_id.desc())
         out = VersionRows([], [], [], [])
         with self._engine.connect() as conn:
+            if max_rows is not None:
+                # The newest requests that hold max_rows records, found from their sizes alone: the JSON
+                # of requests beyond them is never read (a request holds at least one record).
+                sizes = conn.execute(
+                    sa.select(requests.c.row_id, requests.c.n_records)
+                    .where(*conditions)
+                    .order_by(*newest_first)
+                    .limit(max_rows)
+                ).all()
+                keep: list[int] = []
+                records = 0
+                for row_id, n in sizes:
+                    if records >= max_rows:
+                        break
+                    keep.append(row_id)
+                    records += n
+                q = q.where(requests.c.row_id.in_(keep)).order_by(*newest_first)
             rows = conn.execute(q).all()
             known = self._labels(conn, list({r.request_id for r in rows}))
         for row in rows:

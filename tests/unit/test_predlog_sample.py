@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import sqlalchemy as sa
 
 from core.predlog import LoggedRequest, PredictionLog, prediction_ids, split_prediction_id
 
@@ -54,3 +57,19 @@ def test_prediction_ids_split_back_into_request_and_index(n):
     assert [split_prediction_id(pid) for pid in ids] == (
         [("req-1", None)] if n == 1 else [("req-1", i) for i in range(n)]
     )
+
+
+def test_the_sample_reads_only_the_requests_it_needs(tmp_path):
+    """Batches of 24: a 50-record sample must read 3 requests, not 50 (the analysis runs every second)."""
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}")
+    log.write(
+        [LoggedRequest(f"r{i}", float(i), "u", "m", "1", "stable", [{}] * 24, [float(i)] * 24, 1.0) for i in range(100)]
+    )
+    statements: list[str] = []
+    sa.event.listen(log._engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    rows = log.version_rows(use_case="u", version="1", since=0, until=100, user_facing_only=True, max_rows=50)
+    log.close()
+    assert len(rows.predictions) == 50 and set(rows.predictions) == {97.0, 98.0, 99.0}
+    read = next(s for s in statements if "prediction_requests.predictions" in s)
+    ids = re.search(r"row_id IN \(([^)]*)\)", read)
+    assert ids is not None and ids.group(1).count("?") == 3  # the JSON of three requests, no more
