@@ -78,7 +78,7 @@ def _parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
                     _check_batch_size(state, len(payload))
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
     try:
-        orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {err}", "input": None}]
@@ -89,7 +89,7 @@ def _parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
                 "type": "model_type",
                 "loc": ("body",),
                 "msg": "expected a record (object) or a batch (list of records)",
-                "input": type(orjson.loads(body)).__name__,
+                "input": type(payload).__name__,
             }
         ]
     )

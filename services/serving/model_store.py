@@ -97,11 +97,10 @@ def trusted_types(listed: list[str], *, prefixes: tuple[str, ...] = TRUSTED_TYPE
 class RestModelSource:
     """The MLflow registry over its REST API: aliases, versions and artifacts, without the MLflow client."""
 
-    def __init__(self, *, tracking_uri: str, timeout_s: float = 30.0, client: Any = None) -> None:
+    def __init__(self, *, tracking_uri: str, timeout_s: float = 30.0) -> None:
         import httpx
 
-        self._base = tracking_uri.rstrip("/")
-        self._http = client or httpx.Client(base_url=self._base, timeout=timeout_s)
+        self._http = httpx.Client(base_url=tracking_uri.rstrip("/"), timeout=timeout_s)
 
     def _get(self, path: str, *, absent: tuple[str, ...] = ("RESOURCE_DOES_NOT_EXIST",), **params: str) -> Any:
         """The JSON answer, or None when MLflow says the thing asked for does not exist."""

@@ -103,6 +103,9 @@ def test_oversized_requests_are_refused(client):
     huge = json.dumps([RECORD] * 300)
     r = client.post("/predict", content=huge, headers={"content-type": "application/json"})
     assert r.status_code == 413 and "exceeds" in r.json()["detail"]
+    # chunked, with no Content-Length to refuse it by: the limit holds while the body is read
+    chunked = client.post("/predict", content=iter([huge.encode()]), headers={"content-type": "application/json"})
+    assert chunked.status_code == 413 and chunked.json()["detail"] == "request body exceeds 20000 bytes"
 
 
 def test_feedback_is_stored_against_logged_predictions(client, tmp_path):
