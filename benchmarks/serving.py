@@ -317,8 +317,8 @@ def load(
     rows = BATCH_ROWS if kind == "batch" else 1
     rps = statistics.median(r["rps"] for r in runs)
     # Batch rows/s the server sustains: rows x concurrency / mean latency (Little's law). The request
-    # rate wrk reports also counts its own time checking the 1,000 values of every answer: the
-    # benchmark's cost, not the server's, and one MLflow's run is spared (its answers are checked
+    # rate wrk reports also counts wrk's own time checking the 1,000 values of every answer, a cost
+    # of the benchmark, not of the server, and one MLflow's load never pays (its answers are checked
     # before its load). Single rows: the request rate, as measured.
     mean_s = statistics.median(r["mean_us"] for r in runs) / 1e6
     return LoadResult(
@@ -348,38 +348,27 @@ def check_mlflow_answers(url: str, setup: dict[str, Any], expected: dict[str, An
 
 
 def run(*, quick: bool) -> dict[str, Any]:
-    from pipelines.traffic import free_port, running_process
+    from pipelines.traffic import running_tracking_server
 
     if shutil.which("wrk") is None:
         raise BenchmarkError("needs wrk on PATH (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)")
     started = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
     state = workdir / "state"
-    tracking_port = free_port()
-    tracking_uri = f"http://127.0.0.1:{tracking_port}"
     env = {
         **os.environ,
         "DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLOPS_STATE_DIR": str(state),
         "MLOPS_USE_CASE": USE_CASE,
         "MLOPS_ADMIN_TOKEN": TOKEN,
-        "MLOPS_TRACKING_URI": tracking_uri,
-        "MLFLOW_TRACKING_URI": tracking_uri,
         "GIT_PYTHON_REFRESH": "quiet",
         # the scoring server starts `uvicorn` from PATH: this environment's
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     os.environ.update({k: env[k] for k in ("DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "GIT_PYTHON_REFRESH")})
-    tracking_cmd = [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{workdir / 'mlflow.db'}",
-        "--artifacts-destination", str(workdir / "mlartifacts"), "--host", "127.0.0.1", "--port", str(tracking_port),
-        "--workers", "1",
-    ]  # fmt: skip
-    with running_process(
-        tracking_cmd, env=env, probe=f"{tracking_uri}/health", log_path=workdir / "tracking.log", cwd=ROOT, timeout=180
-    ):
+    with running_tracking_server(workdir, env=env) as tracking_uri:
+        env |= {"MLOPS_TRACKING_URI": tracking_uri, "MLFLOW_TRACKING_URI": tracking_uri}
         report = _run_against(tracking_uri, env=env, workdir=workdir, quick=quick)
     shutil.rmtree(workdir, ignore_errors=True)
     return {**report, "wall_seconds": round(time.perf_counter() - started, 1)}

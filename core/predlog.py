@@ -123,6 +123,12 @@ def _loads(value: str | None) -> Any:
     return None if value is None else orjson.loads(value)
 
 
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """Slices for IN (...) lists: databases cap the parameters of one statement."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
 class PredictionLog:
     """Synchronous store; the service wraps it in a non-blocking batching writer."""
 
@@ -158,8 +164,7 @@ class PredictionLog:
         sizes: dict[str, int] = {}
         request_ids = list({rid for rid, _ in parsed.values()})
         with self._engine.connect() as conn:
-            for start in range(0, len(request_ids), 500):
-                chunk = request_ids[start : start + 500]
+            for chunk in _chunks(request_ids):
                 q = (
                     sa.select(requests.c.request_id, sa.func.max(requests.c.n_records))
                     .where(requests.c.request_id.in_(chunk))
@@ -179,8 +184,8 @@ class PredictionLog:
         """Upsert labels; the latest label for an id wins (labels get corrected in practice)."""
         ids = [pid for pid, _ in pairs]
         with self._engine.begin() as conn:
-            for start in range(0, len(ids), 500):
-                conn.execute(labels.delete().where(labels.c.prediction_id.in_(ids[start : start + 500])))
+            for chunk in _chunks(ids):
+                conn.execute(labels.delete().where(labels.c.prediction_id.in_(chunk)))
             conn.execute(
                 labels.insert(),
                 [
@@ -189,18 +194,14 @@ class PredictionLog:
                 ],
             )
 
-    def _labels(self, conn: sa.Connection, request_ids: sa.Select[Any] | list[str]) -> dict[str, Any]:
+    @staticmethod
+    def _labels(conn: sa.Connection, request_ids: Iterable[str]) -> dict[str, Any]:
         """Labels of the records of some requests, by prediction id."""
         out: dict[str, Any] = {}
-        if isinstance(request_ids, list):
-            for start in range(0, len(request_ids), 500):
-                q = sa.select(labels.c.prediction_id, labels.c.label).where(
-                    labels.c.request_id.in_(request_ids[start : start + 500])
-                )
-                out.update({pid: _loads(label) for pid, label in conn.execute(q).all()})
-            return out
-        q = sa.select(labels.c.prediction_id, labels.c.label).where(labels.c.request_id.in_(request_ids))
-        return {pid: _loads(label) for pid, label in conn.execute(q).all()}
+        for chunk in _chunks(list(set(request_ids))):
+            q = sa.select(labels.c.prediction_id, labels.c.label).where(labels.c.request_id.in_(chunk))
+            out.update({pid: _loads(label) for pid, label in conn.execute(q).all()})
+        return out
 
     def window(self, *, use_case: str, since: float, until: float) -> list[LabelledPrediction]:
         """Every record users were answered for in ``[since, until)``, oldest first, with its label if any."""
@@ -226,7 +227,7 @@ class PredictionLog:
         )
         with self._engine.connect() as conn:
             rows = conn.execute(q).all()
-            known = self._labels(conn, sa.select(requests.c.request_id).where(*conditions))
+            known = self._labels(conn, (row.request_id for row in rows))
         out = []
         for row in rows:
             ids = prediction_ids(row.request_id, row.n_records)
@@ -295,7 +296,7 @@ class PredictionLog:
                     records += n
                 q = q.where(requests.c.row_id.in_(keep)).order_by(*newest_first)
             rows = conn.execute(q).all()
-            known = self._labels(conn, list({r.request_id for r in rows}))
+            known = self._labels(conn, (row.request_id for row in rows))
         for row in rows:
             values = _loads(row.predictions) or [None] * row.n_records
             for pid, value in zip(prediction_ids(row.request_id, row.n_records), values, strict=True):

@@ -64,6 +64,22 @@ def running_process(
                 proc.wait()
 
 
+@contextlib.contextmanager
+def running_tracking_server(root: Path, *, env: dict[str, str], timeout: float = 180) -> Iterator[str]:
+    """An MLflow tracking server as the compose stack runs it: a database, artifacts proxied by the
+    server, no job runner. Everything lives under ``root``; yields the server's URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "mlartifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    env = {**env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with running_process(cmd, env=env, probe=f"{url}/health", log_path=root / "tracking.log", timeout=timeout):
+        yield url
+
+
 def _tail(path: Path, chars: int = 2000) -> str:
     return path.read_text(errors="replace")[-chars:]
 

@@ -22,7 +22,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.predlog import LoggedRequest, PredictionLog, prediction_ids
 from core.telemetry import disable_telemetry
@@ -103,21 +103,11 @@ def _check_batch_size(state: ServiceState, n: int) -> None:
         )
 
 
-async def _read_body(request: Request, *, limit: int) -> bytes:
-    """The body, refused past ``limit`` bytes even when no Content-Length announced its size."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"request body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 class BodySizeLimit:
-    """Refuses a request whose Content-Length exceeds the limit before anything reads it.
+    """Refuses a request body past the limit, for every route, however the body arrives.
 
+    A declared Content-Length over the limit is answered 413 before anything reads the body; a
+    chunked body is counted as it is read, and 413 is raised the moment it passes the limit.
     A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` wraps every request in extra
     tasks and streams, which costs more than a whole single-record prediction's parsing.
     """
@@ -127,14 +117,30 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for key, value in scope["headers"]:
-                if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                    detail = f"request body of {value.decode()} bytes exceeds {self.max_bytes}"
-                    response = JSONResponse({"detail": detail}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                detail = f"request body of {value.decode()} bytes exceeds {self.max_bytes}"
+                response = JSONResponse({"detail": detail}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException: the app's exception handling turns it into the 413 answer.
+                    raise HTTPException(
+                        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"request body exceeds {self.max_bytes} bytes"
+                    )
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(
@@ -252,7 +258,7 @@ def create_app(
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{PIN_HEADER} must be 'stable' or 'candidate'")
         if x_pin_variant == "candidate" and snap.candidate is None:
             raise HTTPException(status.HTTP_409_CONFLICT, "no rollout in progress: there is no candidate to pin")
-        records = _parse_records(state, await _read_body(request, limit=state.settings.max_body_bytes))
+        records = _parse_records(state, await request.body())
         request_id = x_request_id or uuid.uuid4().hex
         rollout = snap.rollout if snap.candidate is not None else None
         routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None

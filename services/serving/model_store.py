@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,17 +67,28 @@ class RegistryModelSource:
         return ref.version if ref else None
 
     def load_version(self, name: str, version: str) -> LoadedModel:
-        try:
-            model = self._registry().load(name, version)
-        except Exception as err:  # any load failure keeps the old model serving
-            raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
-        return LoadedModel(name=name, version=version, model=model, loaded_at=time.time())
+        return _loaded(name, version, lambda: self._registry().load(name, version))
 
     def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
-        registry = self._registry()
-        if old is not None and old != new:
-            registry.set_alias(name, PREVIOUS, old)
-        registry.set_alias(name, CHAMPION, new)
+        _promote(self._registry().set_alias, name, new=new, old=old)
+
+
+def _loaded(name: str, version: str, load: Callable[[], Any]) -> LoadedModel:
+    """``load()`` as a served version; any failure is a ModelUnavailable, and the old model keeps serving."""
+    try:
+        model = load()
+    except ModelUnavailable:
+        raise
+    except Exception as err:
+        raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
+    return LoadedModel(name=name, version=version, model=model, loaded_at=time.time())
+
+
+def _promote(set_alias: Callable[[str, str, str], None], name: str, *, new: str, old: str | None) -> None:
+    """``champion`` moves to ``new``; the version it leaves becomes ``previous`` (the rollback target)."""
+    if old is not None and old != new:
+        set_alias(name, PREVIOUS, old)
+    set_alias(name, CHAMPION, new)
 
 
 # skops refuses to load any type that is not trusted. MLflow trusts whatever the model's own
@@ -117,13 +129,7 @@ class RestModelSource:
         return None if body is None else str(body["model_version"]["version"])
 
     def load_version(self, name: str, version: str) -> LoadedModel:
-        try:
-            model = self._load(name, version)
-        except ModelUnavailable:
-            raise
-        except Exception as err:  # any load failure keeps the old model serving
-            raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
-        return LoadedModel(name=name, version=version, model=model, loaded_at=time.time())
+        return _loaded(name, version, lambda: self._load(name, version))
 
     def _load(self, name: str, version: str) -> Any:
         import skops.io
@@ -155,9 +161,7 @@ class RestModelSource:
         )
 
     def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
-        if old is not None and old != new:
-            self._set_alias(name, PREVIOUS, old)
-        self._set_alias(name, CHAMPION, new)
+        _promote(self._set_alias, name, new=new, old=old)
 
     def _set_alias(self, name: str, alias: str, version: str) -> None:
         response = self._http.post(

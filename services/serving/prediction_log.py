@@ -31,7 +31,6 @@ class AsyncPredictionLogWriter:
         self._linger_s = linger_s
         self._flush_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.written = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="prediction-log-writer")
@@ -71,7 +70,6 @@ class AsyncPredictionLogWriter:
         for attempt in range(1, 6):
             try:
                 await asyncio.to_thread(self._store.write, batch)
-                self.written += len(batch)
                 return
             except Exception:  # a failing store must not kill the writer
                 log.exception("prediction log write failed (attempt %d/5, %d requests)", attempt, len(batch))

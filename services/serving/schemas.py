@@ -32,6 +32,10 @@ def _field_type(spec: ColumnSpec) -> Any:
 _RECORD_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _record_name(use_case: UseCase) -> str:
+    return "".join(part.title() for part in use_case.name.split("_")) + "Record"
+
+
 def record_model(use_case: UseCase) -> type[BaseModel]:
     """A pydantic model of one prediction request record: the use case's features, nothing else."""
     columns = use_case.schema_.columns
@@ -39,7 +43,7 @@ def record_model(use_case: UseCase) -> type[BaseModel]:
         name: (_field_type(columns[name]), None if columns[name].nullable else ...) for name in use_case.features
     }
     return create_model(
-        "".join(part.title() for part in use_case.name.split("_")) + "Record",
+        _record_name(use_case),
         __config__=_RECORD_CONFIG,
         **fields,
     )
@@ -55,9 +59,7 @@ def record_dict(use_case: UseCase) -> type[dict[str, Any]]:
         name: NotRequired[_field_type(columns[name])] if columns[name].nullable else _field_type(columns[name])
         for name in use_case.features
     }
-    record = TypedDict(  # type: ignore[misc]
-        "".join(part.title() for part in use_case.name.split("_")) + "RecordDict", fields
-    )
+    record = TypedDict(_record_name(use_case) + "Dict", fields)  # type: ignore[misc]
     record.__pydantic_config__ = _RECORD_CONFIG  # type: ignore[attr-defined]
     return record
 

@@ -15,7 +15,7 @@ import sklearn
 from models.frames import coerce_features, target_vector
 from models.registry import CHAMPION, PREVIOUS, MlflowRegistry, TrainingRecord
 from models.training import make_pipeline
-from pipelines.traffic import free_port, running_process
+from pipelines.traffic import running_tracking_server
 from services.serving.model_store import ModelUnavailable, RestModelSource
 from tests.conftest import ROOT
 from tests.support.records import BIKE_RECORD
@@ -26,16 +26,7 @@ MODEL = "bike-demand"  # the use case's name, in a registry of this module's own
 @pytest.fixture(scope="module")
 def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A tracking server as the compose stack runs it: a database, and artifacts proxied by the server."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    url = f"http://127.0.0.1:{port}"
-    with running_process(cmd, env=env, probe=f"{url}/health", log_path=root / "server.log", timeout=180):
+    with running_tracking_server(tmp_path_factory.mktemp("mlflow-server"), env=dict(os.environ)) as url:
         yield url
 
 

@@ -106,6 +106,9 @@ def test_oversized_requests_are_refused(client):
     # chunked, with no Content-Length to refuse it by: the limit holds while the body is read
     chunked = client.post("/predict", content=iter([huge.encode()]), headers={"content-type": "application/json"})
     assert chunked.status_code == 413 and chunked.json()["detail"] == "request body exceeds 20000 bytes"
+    labels = json.dumps({"labels": [{"id": f"x{i}", "label": 1} for i in range(2000)]}).encode()
+    feedback = client.post("/feedback", content=iter([labels]), headers={"content-type": "application/json"})
+    assert feedback.status_code == 413 and feedback.json()["detail"] == "request body exceeds 20000 bytes"
 
 
 def test_feedback_is_stored_against_logged_predictions(client, tmp_path):

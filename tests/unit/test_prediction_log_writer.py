@@ -64,4 +64,5 @@ def test_a_write_closes_at_the_record_limit_not_the_request_count():
         await writer.stop()
         return store.batches
 
-    assert asyncio.run(scenario()) == [2, 2]  # 1200 records per write at most one request past the limit
+    # a write closes once it holds 1,000 records: two requests of 600 each, not all four
+    assert asyncio.run(scenario()) == [2, 2]
