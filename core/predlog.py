@@ -195,13 +195,18 @@ class PredictionLog:
             )
 
     @staticmethod
-    def _labels(conn: sa.Connection, request_ids: Iterable[str]) -> dict[str, Any]:
-        """Labels of the records of some requests, by prediction id."""
-        out: dict[str, Any] = {}
-        for chunk in _chunks(list(set(request_ids))):
-            q = sa.select(labels.c.prediction_id, labels.c.label).where(labels.c.request_id.in_(chunk))
-            out.update({pid: _loads(label) for pid, label in conn.execute(q).all()})
-        return out
+    def _labels(conn: sa.Connection, *conditions: sa.ColumnElement[bool]) -> dict[str, Any]:
+        """Labels of the records of the requests that match ``conditions``, by prediction id.
+
+        A join, not a list of ids: an analysis sample holds thousands of requests, and binding
+        thousands of parameters costs more than the query.
+        """
+        q = (
+            sa.select(labels.c.prediction_id, labels.c.label)
+            .join(requests, labels.c.request_id == requests.c.request_id)
+            .where(*conditions)
+        )
+        return {pid: _loads(label) for pid, label in conn.execute(q).all()}
 
     def window(self, *, use_case: str, since: float, until: float) -> list[LabelledPrediction]:
         """Every record users were answered for in ``[since, until)``, oldest first, with its label if any."""
@@ -227,7 +232,7 @@ class PredictionLog:
         )
         with self._engine.connect() as conn:
             rows = conn.execute(q).all()
-            known = self._labels(conn, (row.request_id for row in rows))
+            known = self._labels(conn, *conditions)
         out = []
         for row in rows:
             ids = prediction_ids(row.request_id, row.n_records)
@@ -268,42 +273,42 @@ class PredictionLog:
         ]
         if user_facing_only:
             conditions.append(requests.c.variant != "shadow")
-        q = sa.select(
-            requests.c.request_id,
-            requests.c.variant,
-            requests.c.latency_ms,
-            requests.c.n_records,
-            requests.c.predictions,
-        ).where(*conditions)
         newest_first = (requests.c.ts.desc(), requests.c.row_id.desc())
-        out = VersionRows([], [], [], [])
         with self._engine.connect() as conn:
             if max_rows is not None:
-                # The newest requests that hold max_rows records, found from their sizes alone: the JSON
-                # of requests beyond them is never read (a request holds at least one record).
+                # The newest requests that hold max_rows records, found from their sizes alone; the
+                # JSON of older ones is never read (a request holds at least one record). The cut is
+                # a range, not a list of ids: thousands of bound ids would cost more than the query.
                 sizes = conn.execute(
-                    sa.select(requests.c.row_id, requests.c.n_records)
+                    sa.select(requests.c.ts, requests.c.row_id, requests.c.n_records)
                     .where(*conditions)
                     .order_by(*newest_first)
                     .limit(max_rows)
                 ).all()
-                keep: list[int] = []
                 records = 0
-                for row_id, n in sizes:
-                    if records >= max_rows:
-                        break
-                    keep.append(row_id)
+                for ts, row_id, n in sizes:
                     records += n
-                q = q.where(requests.c.row_id.in_(keep)).order_by(*newest_first)
-            rows = conn.execute(q).all()
-            known = self._labels(conn, (row.request_id for row in rows))
-        for row in rows:
-            values = _loads(row.predictions) or [None] * row.n_records
-            for pid, value in zip(prediction_ids(row.request_id, row.n_records), values, strict=True):
-                out.variants.append(row.variant)
-                out.latencies_ms.append(row.latency_ms)
-                out.predictions.append(value)
-                out.labels.append(known.get(pid))
+                    if records >= max_rows:
+                        conditions.append(
+                            sa.or_(requests.c.ts > ts, sa.and_(requests.c.ts == ts, requests.c.row_id >= row_id))
+                        )
+                        break
+            q = sa.select(
+                requests.c.request_id,
+                requests.c.variant,
+                requests.c.latency_ms,
+                requests.c.n_records,
+                requests.c.predictions,
+            ).where(*conditions)
+            rows = conn.execute(q.order_by(*newest_first)).all()
+            known = self._labels(conn, *conditions)
+        out = VersionRows([], [], [], [])
+        # Extended per request, not appended per record: this runs every second on thousands of rows.
+        for request_id, variant, latency_ms, n, predictions in rows:
+            out.variants.extend([variant] * n)
+            out.latencies_ms.extend([latency_ms] * n)
+            out.predictions.extend(_loads(predictions) or [None] * n)
+            out.labels.extend([known.get(pid) for pid in prediction_ids(request_id, n)] if known else [None] * n)
         if max_rows is not None and len(out.variants) > max_rows:
             out = VersionRows(
                 *(column[:max_rows] for column in (out.variants, out.latencies_ms, out.predictions, out.labels))

@@ -24,7 +24,8 @@ def feature_frame(records: Sequence[Mapping[str, Any]], use_case: UseCase) -> pd
             out[name] = np.array(values, dtype=np.float64)  # a missing value (None) becomes NaN
         else:
             out[name] = np.array(values, dtype=object)
-    return pd.DataFrame(out, columns=use_case.features, copy=False)
+    # In feature order already: naming the columns again makes pandas reindex (0.4 ms a call).
+    return pd.DataFrame(out, copy=False)
 
 
 def coerce_features(frame: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:

@@ -3,11 +3,17 @@
 A scikit-learn pipeline costs nearly the same for 1 row as for 50: the fixed
 cost is validation, column selection and Python dispatch per step. So requests
 queue up while a round of predictions runs, and the next round takes them all:
-every version with waiting requests gets one call (a canary round makes two,
-not one per request). At low load a request never waits for company: with
-``max_wait_s=0`` (the default) a lone request is predicted at once; under load
-rounds grow by themselves. ``max_rows`` bounds a round, so one huge request
-cannot make small ones wait behind it for long.
+one ``predict`` call per round. At low load a request never waits for company:
+with ``max_wait_s=0`` (the default) a lone request is predicted at once; under
+load rounds grow by themselves. ``max_rows`` bounds a round, so one huge
+request cannot make small ones wait behind it for long.
+
+With two versions serving (a canary), a round serves the version of the oldest
+waiting request; the other version's requests wait one round, and the requests
+for it that arrive meanwhile join them. Serving both versions in every round
+would cost two calls per round, each for half the requests; taking turns, each
+call serves more of them (with 16 clients, about 11 instead of 8), and the
+answers of the first version go out before the second one's call.
 
 Small rounds are predicted on the event loop itself. Handing a call to a
 worker thread and back costs more than the thread gains: predicting holds the
@@ -60,11 +66,13 @@ class MicroBatcher:
         *,
         max_rows: int = 256,
         max_wait_s: float = 0.0,
+        turn_wait_s: float = 0.001,
         inline_max_rows: int = 2_000,
         executor: Executor | None = None,
     ) -> None:
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
+        self._turn_wait_s = turn_wait_s
         self._inline_max_rows = inline_max_rows
         self._executor = executor  # for rounds above inline_max_rows; None: asyncio's default pool
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -83,37 +91,65 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _take(self) -> list[_Pending]:
-        """The first waiting request, then whatever else is waiting (up to ``max_rows``)."""
-        batch = [await self._queue.get()]
+    async def _run(self) -> None:
+        waiting: list[_Pending] = []  # oldest first; what a round leaves waits for the next one
+        answered = 0
+        while True:
+            waiting = await self._gather(waiting, answered=answered)
+            batch, waiting = self._next_round(waiting)
+            await self._round(batch)
+            answered = len(batch)
+
+    async def _gather(self, waiting: list[_Pending], *, answered: int) -> list[_Pending]:
+        """The requests left from the last round, then everything in the queue (at least one request).
+
+        When versions take turns (requests were left), the clients just answered usually send their
+        next request at once: up to ``turn_wait_s`` is spent for ``answered`` more to arrive, so the
+        version whose turn it is gets its share of them in this call rather than in a call of its own.
+        """
+        taking_turns = bool(waiting)
+        if not waiting:
+            waiting = [await self._queue.get()]
         # Requests whose bytes arrived during the last round are read in the loop's next turn and
-        # reach the queue in the turn after: two turns let them join this round.
+        # reach the queue in the turn after: two turns let them join this round. The same turns
+        # send the last round's answers.
         for _ in range(2):
             await asyncio.sleep(0)
-        rows = len(batch[0].records)
-        deadline = time.perf_counter() + self._max_wait_s
-        while rows < self._max_rows:
-            if self._queue.empty():
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
+        rows = sum(len(item.records) for item in waiting)
+        deadline = time.perf_counter() + (self._turn_wait_s if taking_turns else self._max_wait_s)
+        arrived = 0
+        while True:
+            if not self._queue.empty():
+                item = self._queue.get_nowait()
+            elif (
+                rows < self._max_rows
+                and not (taking_turns and arrived >= answered)
+                and (remaining := deadline - time.perf_counter()) > 0
+            ):
                 try:
                     item = await asyncio.wait_for(self._queue.get(), remaining)
                 except TimeoutError:
                     break
             else:
-                item = self._queue.get_nowait()
-            batch.append(item)
+                break
+            waiting.append(item)
             rows += len(item.records)
-        return batch
+            arrived += 1
+        return waiting
 
-    async def _run(self) -> None:
-        while True:
-            groups: dict[Hashable, list[_Pending]] = {}
-            for item in await self._take():
-                groups.setdefault(item.key, []).append(item)
-            for items in groups.values():
-                await self._round(items)
+    def _next_round(self, waiting: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
+        """The oldest request's version: its requests in order, up to ``max_rows``; and the rest."""
+        key = waiting[0].key
+        batch: list[_Pending] = []
+        rest: list[_Pending] = []
+        rows = 0
+        for item in waiting:
+            if item.key == key and rows < self._max_rows:
+                batch.append(item)
+                rows += len(item.records)
+            else:
+                rest.append(item)
+        return batch, rest
 
     async def _round(self, batch: list[_Pending]) -> None:
         predict = batch[0].predict

@@ -138,16 +138,25 @@ def test_latency_is_measured_from_submission(wait):
     assert run(scenario()).latency_ms >= 30
 
 
-def test_two_versions_waiting_together_get_one_call_each_per_round():
+def test_two_versions_take_turns_one_call_per_round_oldest_first():
     stable, candidate = SlowModel(0.0), SlowModel(0.0)
+    order = []
 
     async def scenario():
         batcher = MicroBatcher()
+
+        def tracked(name, model):
+            def predict(records):
+                order.append(name)
+                return model(records)
+
+            return predict
+
         results = await asyncio.gather(
             *(
-                batcher.submit(key, model, [{"x": float(i)}])
+                batcher.submit(key, tracked(key, model), [{"x": float(i)}])
                 for i in range(10)
-                for key, model in (("v1", stable), ("v2", candidate))
+                for key, model in (("v2", candidate), ("v1", stable))
             )
         )
         await batcher.close()
@@ -155,7 +164,32 @@ def test_two_versions_waiting_together_get_one_call_each_per_round():
 
     results = run(scenario())
     assert stable.calls == [10] and candidate.calls == [10]
+    assert order == ["v2", "v1"]  # the version of the oldest waiting request goes first
     assert [list(r.values) for r in results] == [[2.0 * i] for i in range(10) for _ in range(2)]
+
+
+def test_requests_arriving_for_the_waiting_version_join_its_call():
+    """A canary's requests wait one round; those that arrive meanwhile share the call with them."""
+    stable, candidate = SlowModel(0.0), SlowModel(0.0)
+
+    async def scenario():
+        batcher = MicroBatcher()
+
+        async def stable_then_candidate(x):
+            await batcher.submit("v1", stable, [{"x": x}])
+            return await batcher.submit("v2", candidate, [{"x": x}])
+
+        results = await asyncio.gather(
+            *(stable_then_candidate(float(i)) for i in range(4)),
+            *(batcher.submit("v2", candidate, [{"x": 10.0 + i}]) for i in range(4)),
+        )
+        await batcher.close()
+        return results
+
+    results = run(scenario())
+    assert stable.calls == [4]
+    assert candidate.calls == [8]  # the 4 that waited and the 4 sent after their stable answers: one call
+    assert [list(r.values) for r in results] == [[2.0 * x] for x in (0, 1, 2, 3, 10, 11, 12, 13)]
 
 
 def test_small_rounds_run_on_the_event_loop_and_large_ones_on_the_executor():
