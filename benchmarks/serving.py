@@ -8,7 +8,8 @@ pipeline, registered as v1 (and v2 for the canary) in an MLflow tracking server
 that runs as the compose stack runs it (a database, artifacts proxied by the
 server). Both servers load the model from it.
 
-    (a) the floor: in-process ``predict`` on a one-row frame, and on a 1,000-row frame
+    (a) the floor: ``predict`` on a one-row frame, and on a 1,000-row frame, in a fresh process
+        holding only the model (``benchmarks.floor``)
     (b) ``mlflow models serve --env-manager local`` on v1
     (c) our service serving v1 (prediction logging on, as always)
     (d) our service during a canary of v2 at 50 %, both versions loaded
@@ -18,6 +19,13 @@ keep-alive connections. Every answer of our service under load is checked
 against in-process ``predict`` of the version that answered (matched through
 the ``X-Request-ID`` it echoes); a wrong or failed answer fails the benchmark.
 MLflow's answers are checked once, before its load runs.
+
+Both servers run side by side and every repetition measures every point once,
+in turn ((a), then (b) and (c) point by point, then (d): a canary started and
+aborted on the same process); goal ratios are taken within a repetition and
+their median reported, so the speed of a shared machine, which drifts within
+minutes, weighs on both sides of each ratio alike. Cold start is the median of
+three starts.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,37 +120,32 @@ def train_and_register(tracking_uri: str) -> dict[str, Any]:
 
 
 # -- (a) the floor ----------------------------------------------------------------------------------
-def raw_predict(setup: dict[str, Any], *, repeat: int) -> dict[str, float]:
-    """One native thread, as the service predicts: the floor is the model's own cost, at its best."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):
-        return _raw_predict(setup, repeat=repeat)
-
-
-def _raw_predict(setup: dict[str, Any], *, repeat: int) -> dict[str, float]:
-    from models.frames import feature_frame
+def write_floor_inputs(setup: dict[str, Any], directory: Path) -> Path:
+    """What ``benchmarks.floor`` measures: v1 as skops bytes, the records and the batch."""
+    from skops.io import dumps
 
     uc, registry = setup["use_case"], setup["registry"]
-    model = registry.load(uc.model_name, setup["versions"][0])
-    one = feature_frame(setup["records"][:1], uc)
-    many = feature_frame(setup["batch"], uc)
-    model.predict(one)
-    singles = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        model.predict(one)
-        singles.append(time.perf_counter() - started)
-    batches = []
-    for _ in range(max(repeat // 25, 5)):
-        started = time.perf_counter()
-        model.predict(many)
-        batches.append(time.perf_counter() - started)
-    return {
-        "p50_ms": statistics.median(singles) * 1000,
-        "p99_ms": statistics.quantiles(singles, n=100)[98] * 1000,
-        "batch_rows_per_s": BATCH_ROWS / statistics.median(batches),
-    }
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "model.skops").write_bytes(dumps(registry.load(uc.model_name, setup["versions"][0])))
+    spec = {"use_case": uc.name, "records": setup["records"], "batch": setup["batch"]}
+    (directory / "records.json").write_text(json.dumps(spec))
+    return directory
+
+
+def raw_predict(directory: Path, *, repeat: int, env: dict[str, str]) -> dict[str, float]:
+    """(a) in a fresh process of its own (see ``benchmarks.floor`` for why not in this one)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.floor", str(directory), str(repeat)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise BenchmarkError(f"the floor measurement failed: {out.stderr[-1500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def expected_values(setup: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
@@ -292,43 +296,37 @@ def wrk(url: str, script: Path, *, concurrency: int, seconds: float) -> dict[str
     return result
 
 
-def load(
-    target: str,
-    url: str,
-    *,
-    bodies: list[str],
-    expected: dict[str, list[list[float]]] | None,
-    kind: str,
-    concurrency: int,
-    seconds: float,
-    repeat: int,
-    workdir: Path,
-) -> LoadResult:
-    script = workdir / f"{target}-{kind}.lua"
-    script.write_text(lua_script(bodies, expected))
-    wrk(url, script, concurrency=concurrency, seconds=min(seconds, 1.0))  # warm-up, not counted
-    runs = [wrk(url, script, concurrency=concurrency, seconds=seconds) for _ in range(repeat)]
-    for r in runs:
-        if r["failures"] or r["errors"] or r["mismatches"]:
-            raise BenchmarkError(
-                f"{target} {kind} c{concurrency}: {r['failures']} failed, {r['errors']} socket errors, "
-                f"{r['mismatches']} wrong answers; first: {r['first_problem']}"
-            )
-    rows = BATCH_ROWS if kind == "batch" else 1
-    rps = statistics.median(r["rps"] for r in runs)
+Point = tuple[str, str, int]  # (target, kind, concurrency)
+
+
+def run_point(url: str, script: Path, *, point: Point, seconds: float) -> dict[str, Any]:
+    """One wrk run at one point; any failed, refused or wrong answer fails the benchmark."""
+    target, kind, concurrency = point
+    run = wrk(url, script, concurrency=concurrency, seconds=seconds)
+    if run["failures"] or run["errors"] or run["mismatches"]:
+        raise BenchmarkError(
+            f"{target} {kind} c{concurrency}: {run['failures']} failed, {run['errors']} socket errors, "
+            f"{run['mismatches']} wrong answers; first: {run['first_problem']}"
+        )
     # Batch rows/s the server sustains: rows x concurrency / mean latency (Little's law). The request
     # rate wrk reports also counts wrk's own time checking the 1,000 values of every answer, a cost
     # of the benchmark, not of the server, and one MLflow's load never pays (its answers are checked
     # before its load). Single rows: the request rate, as measured.
-    mean_s = statistics.median(r["mean_us"] for r in runs) / 1e6
+    run["rows_per_s"] = BATCH_ROWS * concurrency / (run["mean_us"] / 1e6) if kind == "batch" else run["rps"]
+    return run
+
+
+def aggregate(point: Point, runs: list[dict[str, Any]]) -> LoadResult:
+    """A point's medians over its repetitions."""
+    target, kind, concurrency = point
     return LoadResult(
         target=target,
         kind=kind,
         concurrency=concurrency,
-        throughput=rps,
+        throughput=statistics.median(r["rps"] for r in runs),
         p50_ms=statistics.median(r["p50_us"] for r in runs) / 1000,
         p99_ms=statistics.median(r["p99_us"] for r in runs) / 1000,
-        rows_per_s=rows * concurrency / mean_s if kind == "batch" else rps,
+        rows_per_s=statistics.median(r["rows_per_s"] for r in runs),
         checked=sum(r["checked"] for r in runs),
         runs=[r["rps"] for r in runs],
     )
@@ -375,127 +373,166 @@ def run(*, quick: bool) -> dict[str, Any]:
 
 
 def _run_against(tracking_uri: str, *, env: dict[str, str], workdir: Path, quick: bool) -> dict[str, Any]:
+    """Every point once per repetition, in turn, and the goal ratios within each repetition.
+
+    A shared machine's speed drifts within minutes. Measuring (a), (b), (c) and (d) one
+    after another for minutes each would put that drift into the ratios; interleaved, a slow
+    stretch hits every target of a repetition alike, and the median over repetitions is reported.
+    """
     from pipelines.traffic import free_port, running_process
 
     concurrencies = (1, 16) if quick else (1, 16, 64)
-    seconds, repeat = (2.0, 1) if quick else (8.0, 3)
+    seconds, repeat = (2.0, 1) if quick else (6.0, 3)
     setup = train_and_register(tracking_uri)
     expected = expected_values(setup)
-    floor = raw_predict(setup, repeat=300 if quick else 2000)
     v1, v2 = setup["versions"]
-    single_bodies = [json.dumps(r) for r in setup["records"]]
-    batch_body = json.dumps(setup["batch"])
-    ours_single = {v: [[x] for x in expected[v]["single"]] for v in (v1, v2)}
-    ours_batch = {v: [expected[v]["batch"]] for v in (v1, v2)}
-    results: list[LoadResult] = []
-    memory: dict[str, float] = {}
-    cold: dict[str, float] = {}
+    floor_inputs = write_floor_inputs(setup, workdir / "floor")
+    points: list[Point] = [(t, "single", c) for c in concurrencies for t in ("mlflow", "ours")]
+    points += [("mlflow", "batch", 1), ("ours", "batch", 1)]
+    canary_points: list[Point] = [("ours-canary", "single", c) for c in concurrencies] + [("ours-canary", "batch", 1)]
 
-    def measure(target: str, url: str, single: list[str], batch: str, exp_single: Any, exp_batch: Any) -> None:
-        for c in concurrencies:
-            results.append(
-                load(
-                    target,
-                    url,
-                    bodies=single,
-                    expected=exp_single,
-                    kind="single",
-                    concurrency=c,
-                    seconds=seconds,
-                    repeat=repeat,
-                    workdir=workdir,
-                )
-            )
-        results.append(
-            load(
-                target,
-                url,
-                bodies=[batch],
-                expected=exp_batch,
-                kind="batch",
-                concurrency=1,
-                seconds=seconds,
-                repeat=repeat,
-                workdir=workdir,
-            )
-        )
+    # Scripts: our answers are checked against in-process predict of the version that answered;
+    # MLflow's once, before its load (its answers carry no version).
+    columns = list(setup["records"][0])
+    bodies = {
+        ("mlflow", "single"): ([json.dumps({"dataframe_records": [r]}) for r in setup["records"]], None),
+        ("mlflow", "batch"): (
+            [json.dumps({"dataframe_split": {"columns": columns, "data": [list(r.values()) for r in setup["batch"]]}})],
+            None,
+        ),
+        ("ours", "single"): (
+            [json.dumps(r) for r in setup["records"]],
+            {v: [[x] for x in expected[v]["single"]] for v in (v1, v2)},
+        ),
+        ("ours", "batch"): ([json.dumps(setup["batch"])], {v: [expected[v]["batch"]] for v in (v1, v2)}),
+    }
+    scripts = {}
+    for (target, kind), (texts, answers) in bodies.items():
+        scripts[target, kind] = workdir / f"{target}-{kind}.lua"
+        scripts[target, kind].write_text(lua_script(texts, answers))
 
-    # (b) MLflow's scoring server on v1
-    port = free_port()
-    model_uri = f"models:/{setup['use_case'].model_name}/{v1}"
+    mlflow_port, our_port = free_port(), free_port()
     mlflow_cmd = [
-        "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-        "-h", "127.0.0.1", "-p", str(port), "-w", "1",
+        "mlflow", "models", "serve", "-m", f"models:/{setup['use_case'].model_name}/{v1}", "--env-manager", "local",
+        "-h", "127.0.0.1", "-p", str(mlflow_port), "-w", "1",
     ]  # fmt: skip
-    with running_process(
-        mlflow_cmd, env=env, probe=f"http://127.0.0.1:{port}/ping", log_path=workdir / "mlflow.log", cwd=ROOT
-    ) as proc:
-        cold["mlflow"] = proc.ready_after_s
-        url = f"http://127.0.0.1:{port}/invocations"
-        check_mlflow_answers(url, setup, expected)
-        columns = list(setup["records"][0])
-        mlflow_single = [json.dumps({"dataframe_records": [r]}) for r in setup["records"]]
-        mlflow_batch = json.dumps(
-            {"dataframe_split": {"columns": columns, "data": [list(r.values()) for r in setup["batch"]]}}
-        )
-        measure("mlflow", url, mlflow_single, mlflow_batch, None, None)
-        memory["mlflow"] = rss_mb(proc.pid)
-
-    # (c) our service on v1, then (d) the same process during a 50 % canary of v2
-    port = free_port()
     # The documented entry point, as the compose stack starts it: cold start includes its checks.
-    ours_cmd = [str(Path(sys.executable).with_name("mlops")), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with running_process(
-        ours_cmd, env=env, probe=f"http://127.0.0.1:{port}/ready", log_path=workdir / "ours.log", cwd=ROOT
-    ) as proc:
-        cold["ours"] = proc.ready_after_s
-        base = f"http://127.0.0.1:{port}"
-        measure("ours", f"{base}/predict", single_bodies, batch_body, ours_single, ours_batch)
-        memory["ours"] = rss_mb(proc.pid)
-        import httpx
+    ours_cmd = [str(Path(sys.executable).with_name("mlops")), "serve", "--host", "127.0.0.1", "--port"]
+    base = f"http://127.0.0.1:{our_port}"
+    urls = {"mlflow": f"http://127.0.0.1:{mlflow_port}/invocations", "ours": f"{base}/predict"}
+    urls["ours-canary"] = urls["ours"]
+    cold: dict[str, list[float]] = {"mlflow": [], "ours": []}
+    # Our cold start, three times (the last process stays up for the load), each on its own port.
+    for _ in range(2):
+        port = free_port()
+        with running_process(
+            [*ours_cmd, str(port)], env=env, probe=f"http://127.0.0.1:{port}/ready", log_path=workdir / "cold.log"
+        ) as proc:
+            cold["ours"].append(proc.ready_after_s)
 
-        canary = {
-            "strategy": "canary",
-            "candidate_version": v2,
-            "steps": [{"weight": 0.5, "bake_seconds": 3600}, {"weight": 1.0, "bake_seconds": 0}],
-        }
-        response = httpx.post(f"{base}/admin/rollouts", json=canary, headers={"X-Admin-Token": TOKEN}, timeout=30)
-        if response.status_code != 201:
-            raise BenchmarkError(f"could not start the canary: {response.status_code} {response.text}")
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{base}/admin/status", headers={"X-Admin-Token": TOKEN}).json()["candidate_version"] != v2:
-            if time.monotonic() > deadline:
-                raise BenchmarkError("the canary's candidate was not loaded within 30 s")
-            time.sleep(0.1)
-        measure("ours-canary", f"{base}/predict", single_bodies, batch_body, ours_single, ours_batch)
-        memory["ours-canary"] = rss_mb(proc.pid)
+    runs: dict[Point, list[dict[str, Any]]] = {pt: [] for pt in points + canary_points}
+    floors: list[dict[str, float]] = []
+    memory: dict[str, float] = {}
+    with (
+        running_process(
+            mlflow_cmd, env=env, probe=f"http://127.0.0.1:{mlflow_port}/ping", log_path=workdir / "mlflow.log", cwd=ROOT
+        ) as mlflow_proc,
+        running_process(
+            [*ours_cmd, str(our_port)], env=env, probe=f"{base}/ready", log_path=workdir / "ours.log", cwd=ROOT
+        ) as our_proc,
+    ):
+        cold["mlflow"].append(mlflow_proc.ready_after_s)
+        cold["ours"].append(our_proc.ready_after_s)
+        check_mlflow_answers(urls["mlflow"], setup, expected)
+        for rep in range(repeat):
+            floors.append(raw_predict(floor_inputs, repeat=300 if quick else 1000, env=env))
+            for pt in points:
+                runs[pt].append(_measure(urls, scripts, pt, seconds=seconds, warm_up=rep == 0))
+            with _canary(base, v2):
+                for pt in canary_points:
+                    runs[pt].append(_measure(urls, scripts, pt, seconds=seconds, warm_up=rep == 0))
+                memory["ours-canary"] = rss_mb(our_proc.pid)
+        memory["mlflow"] = rss_mb(mlflow_proc.pid)
+        memory["ours"] = rss_mb(our_proc.pid)
 
-    summary = summarize(floor, results, cold)
+    results = [aggregate(pt, runs[pt]) for pt in points + canary_points]
+    floor = {k: statistics.median(f[k] for f in floors) for k in floors[0]}
+    ratios = summarize(floors, runs, cold_start_s=statistics.median(cold["ours"]))
     return {
         "quick": quick,
         "machine": machine(),
         "floor": floor,
         "results": [asdict(r) for r in results],
         "memory_mb": memory,
-        "cold_start_s": cold,
-        "ratios": summary,
-        "goals_met": goals_met(summary, floor),
+        "cold_start_s": {k: statistics.median(v) for k, v in cold.items()},
+        "ratios": ratios,
+        "goals_met": goals_met(ratios, floor),
     }
 
 
-def _find(results: list[LoadResult], target: str, kind: str, c: int) -> LoadResult:
-    return next(r for r in results if (r.target, r.kind, r.concurrency) == (target, kind, c))
+def _measure(
+    urls: dict[str, str], scripts: dict[tuple[str, str], Path], point: Point, *, seconds: float, warm_up: bool
+) -> dict[str, Any]:
+    target, kind, concurrency = point
+    url, script = urls[target], scripts["mlflow" if target == "mlflow" else "ours", kind]
+    if warm_up:
+        wrk(url, script, concurrency=concurrency, seconds=min(seconds, 1.0))  # not counted
+    return run_point(url, script, point=point, seconds=seconds)
 
 
-def summarize(floor: dict[str, float], results: list[LoadResult], cold: dict[str, float]) -> dict[str, float]:
+@contextlib.contextmanager
+def _canary(base: str, candidate: str) -> Iterator[None]:
+    """A 50 % canary of ``candidate`` on our service for the block, aborted after it."""
+    import httpx
+
+    headers = {"X-Admin-Token": TOKEN}
+    config = {
+        "strategy": "canary",
+        "candidate_version": candidate,
+        "steps": [{"weight": 0.5, "bake_seconds": 3600}, {"weight": 1.0, "bake_seconds": 0}],
+    }
+    response = httpx.post(f"{base}/admin/rollouts", json=config, headers=headers, timeout=30)
+    if response.status_code != 201:
+        raise BenchmarkError(f"could not start the canary: {response.status_code} {response.text}")
+    _wait_for_candidate(base, headers, candidate)
+    try:
+        yield
+    finally:
+        httpx.post(f"{base}/admin/rollouts/{response.json()['id']}/abort", headers=headers, timeout=30)
+        _wait_for_candidate(base, headers, None)
+
+
+def _wait_for_candidate(base: str, headers: dict[str, str], version: str | None) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{base}/admin/status", headers=headers, timeout=10).json()["candidate_version"] != version:
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"the service's candidate did not become {version} within 30 s")
+        time.sleep(0.05)
+
+
+def summarize(
+    floors: list[dict[str, float]], runs: dict[Point, list[dict[str, Any]]], *, cold_start_s: float
+) -> dict[str, float]:
+    """Each ratio within each repetition (its points ran minutes apart at most), then their medians."""
+
+    def per_rep(value: Callable[[int], float]) -> float:
+        return statistics.median(value(i) for i in range(len(floors)))
+
+    def at(target: str, kind: str, c: int, i: int, key: str) -> float:
+        return float(runs[target, kind, c][i][key])
+
     return {
-        "throughput_vs_mlflow_c16": _find(results, "ours", "single", 16).throughput
-        / _find(results, "mlflow", "single", 16).throughput,
-        "p50_overhead_ms_c1": _find(results, "ours", "single", 1).p50_ms - floor["p50_ms"],
-        "canary_vs_single": _find(results, "ours-canary", "single", 16).throughput
-        / _find(results, "ours", "single", 16).throughput,
-        "batch_vs_raw": _find(results, "ours", "batch", 1).rows_per_s / floor["batch_rows_per_s"],
-        "cold_start_s": cold["ours"],
+        "throughput_vs_mlflow_c16": per_rep(
+            lambda i: at("ours", "single", 16, i, "rps") / at("mlflow", "single", 16, i, "rps")
+        ),
+        "p50_overhead_ms_c1": per_rep(lambda i: at("ours", "single", 1, i, "p50_us") / 1000 - floors[i]["p50_ms"]),
+        "canary_vs_single": per_rep(
+            lambda i: at("ours-canary", "single", 16, i, "rps") / at("ours", "single", 16, i, "rps")
+        ),
+        "batch_vs_raw": per_rep(lambda i: at("ours", "batch", 1, i, "rows_per_s") / floors[i]["batch_rows_per_s"]),
+        "cold_start_s": cold_start_s,
     }
 
 
@@ -558,7 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         with RESULTS.open("a") as fh:
             fh.write(f"\n## Serving, {stamp}\n\n{report['machine']}; wrk, {len(report['results'][0]['runs'])} "
-                     f"repeats per point, medians.\n\n{text}\n")  # fmt: skip
+                     f"interleaved repetitions, medians; the floor in a process of its own.\n\n{text}\n")  # fmt: skip
     return 0
 
 
