@@ -152,6 +152,14 @@ class MlflowRegistry:
         for key, value in tags.items():
             self._client.set_model_version_tag(name, version, key, value)
 
+    def download_model(self, name: str, version: str, dst: Path) -> Path:
+        """The files of a registered version (its MLmodel, the model file, ...), copied under ``dst``."""
+        uri = self._client.get_model_version_download_uri(name, version)
+        path = self._mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=str(dst), tracking_uri=self._tracking_uri
+        )
+        return Path(path)
+
     def load(self, name: str, version: str) -> Pipeline:
         import mlflow.sklearn
 

@@ -7,6 +7,7 @@ Two ways to the registry, one port (``ModelSource``):
 - ``RegistryModelSource`` uses the MLflow client, for a tracking URI that is a database or a
   folder (the laptop demo), where there is no server to ask.
 
+Both load the model file with the same loader and trust rule (``models.serialization``).
 ``model_source_for`` picks one from the tracking URI.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -71,7 +73,14 @@ class RegistryModelSource:
         return ref.version if ref else None
 
     def load_version(self, name: str, version: str) -> LoadedModel:
-        return _loaded(name, version, lambda: self._registry().load(name, version))
+        return _loaded(name, version, lambda: self._load(name, version))
+
+    def _load(self, name: str, version: str) -> Any:
+        # The files through the MLflow client, the model through the same loader and trust rule as
+        # over REST (not mlflow.sklearn, which trusts whatever the model's MLmodel lists).
+        with tempfile.TemporaryDirectory() as tmp:
+            files = self._registry().download_model(name, version, Path(tmp))
+            return _skops_model(name, version, lambda path: (files / path).read_bytes())
 
     def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
         _promote(self._registry().set_alias, name, new=new, old=old)
@@ -86,6 +95,16 @@ def _loaded(name: str, version: str, load: Callable[[], Any]) -> LoadedModel:
     except Exception as err:
         raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
     return LoadedModel(name=name, version=version, model=model, loaded_at=time.time())
+
+
+def _skops_model(name: str, version: str, read: Callable[[str], bytes]) -> Any:
+    """A scikit-learn model saved with skops, from its MLmodel file; ``read`` gives a file of the version."""
+    import yaml
+
+    flavor = (yaml.safe_load(read("MLmodel")).get("flavors") or {}).get("sklearn")
+    if flavor is None or flavor.get("serialization_format") != "skops":
+        raise ModelUnavailable(f"model '{name}' v{version} is not a scikit-learn model saved with skops")
+    return load_skops(read(flavor["pickled_model"]))
 
 
 def _promote(set_alias: Callable[[str, str, str], None], name: str, *, new: str, old: str | None) -> None:
@@ -135,17 +154,11 @@ class RestModelSource:
         return _loaded(name, version, lambda: self._load(name, version))
 
     def _load(self, name: str, version: str) -> Any:
-        import yaml
-
         body = self._get("/api/2.0/mlflow/model-versions/get-download-uri", name=name, version=version)
         if body is None:
             raise ModelUnavailable(f"model '{name}' v{version} is not in the registry")
         root = body["artifact_uri"].rstrip("/")
-        spec = yaml.safe_load(self._artifact(f"{root}/MLmodel"))
-        flavor = (spec.get("flavors") or {}).get("sklearn")
-        if flavor is None or flavor.get("serialization_format") != "skops":
-            raise ModelUnavailable(f"model '{name}' v{version} is not a scikit-learn model saved with skops")
-        return load_skops(self._artifact(f"{root}/{flavor['pickled_model']}"))
+        return _skops_model(name, version, lambda path: self._artifact(f"{root}/{path}"))
 
     def _artifact(self, uri: str) -> bytes:
         """One artifact's bytes: proxied by the tracking server, or a local file."""

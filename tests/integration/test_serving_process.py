@@ -10,30 +10,50 @@ from pathlib import Path
 
 import httpx
 
-from pipelines.traffic import running_service
+from pipelines.traffic import free_port, running_process, running_service
 from tests.conftest import ROOT
 
 HEAVY = ("prefect", "great_expectations", "evidently")
 
 
+RECORD = {
+    "hr": 17,
+    "weekday": 3,
+    "workingday": 1,
+    "holiday": 0,
+    "weathersit": "clear",
+    "temp": 0.4,
+    "atemp": 0.4,
+    "hum": 0.5,
+    "windspeed": 0.1,
+}
+
+
 def test_serve_over_real_http(trained_state: Path, tmp_path: Path):
     with running_service(use_case="bike_demand", state_dir=trained_state, log_path=tmp_path / "serve.log") as url:
-        record = {
-            "hr": 17,
-            "weekday": 3,
-            "workingday": 1,
-            "holiday": 0,
-            "weathersit": "clear",
-            "temp": 0.4,
-            "atemp": 0.4,
-            "hum": 0.5,
-            "windspeed": 0.1,
-        }
-        r = httpx.post(f"{url}/predict", json=record, headers={"X-Request-ID": "proc-1"})
+        r = httpx.post(f"{url}/predict", json=RECORD, headers={"X-Request-ID": "proc-1"})
         assert r.status_code == 200 and r.headers["x-model-version"] == "1"
         fb = httpx.post(f"{url}/feedback", json={"labels": [{"id": "proc-1", "label": 250}]})
         assert fb.status_code == 200
         assert httpx.get(f"{url}/docs").status_code == 200
+
+
+def test_mlops_serve_on_the_embedded_defaults_loads_and_answers(trained_state: Path, tmp_path: Path):
+    """The documented entry point with a database registry: the MLflow client fetches the files, and
+    the model goes through the service's own loader (skops imported the fast way, trust by prefix)."""
+    port = free_port()
+    env = {**os.environ, "MLOPS_STATE_DIR": str(trained_state), "MLOPS_USE_CASE": "bike_demand"}
+    mlops = str(Path(sys.executable).with_name("mlops"))
+    url = f"http://127.0.0.1:{port}"
+    with running_process(
+        [mlops, "serve", "--port", str(port)], env=env, probe=f"{url}/ready", log_path=tmp_path / "serve.log", cwd=ROOT
+    ):
+        ready = httpx.get(f"{url}/ready").json()
+        r = httpx.post(f"{url}/predict", json=[RECORD, {**RECORD, "hr": 3}])
+    assert ready["ready"] is True and ready["model_version"] == "1"
+    assert r.status_code == 200, r.text
+    values = [p["value"] for p in r.json()["predictions"]]
+    assert len(values) == 2 and values[0] != values[1]
 
 
 def test_serving_process_never_imports_pipeline_dependencies(trained_state: Path):
