@@ -28,8 +28,8 @@ demo: $(STAMP)  ## A year in production on the bike data (embedded defaults, sta
 demo-credit: $(STAMP)  ## The same loop for the credit-default classifier
 	$(BIN)/mlops demo --use-case credit_default --state-dir .mlops/credit
 
-test: $(STAMP)  ## All tests: unit, integration and end-to-end (two workers, a test file each)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+test: $(STAMP)  ## All tests: unit, integration and end-to-end
+	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)  ## The quick inner loop: everything but the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow"
