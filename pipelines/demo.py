@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -29,6 +30,11 @@ from pipelines.traffic import running_service, serve_month
 # While a rollout runs, records go one per request, as live hourly traffic would: a canary routes
 # per request, so day-sized batches would judge candidate and stable on different days' weather.
 ROLLOUT_RECORDS_PER_REQUEST = 1
+# ...and at a live rate, so that the month's traffic spans the rollout: its steps need labelled
+# samples from the candidate (the bike canary asks for 50 at 25 %, then 50 at 50 %), which a
+# month of ~720 records sent as fast as the service answers (a couple of milliseconds each) would
+# be over before. At this rate a month lasts ~9 s; the compressed canary decides in ~5 s.
+ROLLOUT_REQUESTS_PER_SECOND = 80.0
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
@@ -158,6 +164,8 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     served = serve_month(client, month=month, features=features, labels=labels)
                 else:
                     # Last month's challenger goes through a real canary on this month's traffic.
+                    rolling_out = threading.Event()
+                    rolling_out.set()
                     with ThreadPoolExecutor(max_workers=1) as pool:
                         traffic = pool.submit(
                             serve_month,
@@ -166,14 +174,19 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                             features=features,
                             labels=labels,
                             per_request=ROLLOUT_RECORDS_PER_REQUEST,
+                            pace_per_s=ROLLOUT_REQUESTS_PER_SECOND,
+                            pace_while=rolling_out,
                         )
-                        rollout = deploy_flow(
-                            use_case=uc.name,
-                            candidate_version=challenger,
-                            overrides=uc.deployment.demo_config,
-                            timeout_s=120,
-                            state_dir=str(state_dir),
-                        )
+                        try:
+                            rollout = deploy_flow(
+                                use_case=uc.name,
+                                candidate_version=challenger,
+                                overrides=uc.deployment.demo_config,
+                                timeout_s=120,
+                                state_dir=str(state_dir),
+                            )
+                        finally:
+                            rolling_out.clear()  # the rest of the month as fast as it is answered
                         served = traffic.result()
                 window_end = time.time() + 1e-3
                 y = target_vector(accepted, uc)

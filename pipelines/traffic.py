@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,8 +116,16 @@ def serve_month(
     labels: list[Any],
     per_request: int = 24,
     label_every: int = 24,
+    pace_per_s: float | None = None,
+    pace_while: threading.Event | None = None,
 ) -> ServedMonth:
-    """Send the month's records (``per_request`` per call) and post the labels back a day's worth at a time."""
+    """Send the month's records (``per_request`` per call) and post the labels back a day's worth at a time.
+
+    With ``pace_per_s``, at most that many calls a second while ``pace_while`` is set (always, without
+    it): live traffic arrives at a rate, and a rollout judges the candidate on traffic as it arrives,
+    so a month sent as fast as the service answers could be over before the rollout's first step is.
+    """
+    paced_from: tuple[float, int] | None = None  # (when, calls so far) as pacing (re)started
     ids: list[str] = []
     values: list[float] = []
     versions: set[str] = set()
@@ -134,6 +143,11 @@ def serve_month(
         fb.raise_for_status()
 
     for n, start in enumerate(range(0, len(features), per_request)):
+        if pace_per_s and (pace_while is None or pace_while.is_set()):
+            paced_from = paced_from or (time.monotonic(), n)
+            time.sleep(max(0.0, paced_from[0] + (n - paced_from[1]) / pace_per_s - time.monotonic()))
+        else:
+            paced_from = None
         chunk = features[start : start + per_request]
         response = client.post(
             "/predict", json=chunk if len(chunk) > 1 else chunk[0], headers={"X-Request-ID": f"{month}-{n:04d}"}

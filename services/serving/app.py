@@ -173,6 +173,8 @@ def create_app(
             clock=clock or SystemClock(),
             sync_interval=settings.sync_interval_seconds,
             control_interval=settings.control_interval_seconds,
+            compile_models=settings.compile_models,
+            predict_jobs=settings.predict_threads,
         )
         state = ServiceState(settings=settings, use_case=use_case, control=control, log=log)
         app.state.service = state

@@ -92,12 +92,19 @@ class Control:
         clock: Clock,
         sync_interval: float = 0.5,
         control_interval: float = 1.0,
+        compile_models: bool = True,
+        predict_jobs: int | None = None,
     ) -> None:
         self.use_case = use_case
         self.model_name = use_case.model_name
         self.store = store
         self.source = source
-        self.cache = ModelCache(source, name=self.model_name)
+        self.cache = ModelCache(
+            source,
+            name=self.model_name,
+            compile_for=use_case if compile_models else None,
+            predict_jobs=predict_jobs,
+        )
         self.metrics = PredictionLogMetrics(predictions, use_case)
         self.clock = clock
         self.sync_interval = sync_interval

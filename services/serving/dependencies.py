@@ -11,7 +11,6 @@ from pydantic import TypeAdapter
 
 from core.predlog import LoggedRequest, PredictionLog
 from core.usecase import UseCase
-from models.frames import feature_frame
 from services.serving.batching import BatchResult, MicroBatcher
 from services.serving.control import Control
 from services.serving.model_store import LoadedModel
@@ -53,9 +52,7 @@ class ServiceState:
     async def predict(self, model: LoadedModel, records: list[dict[str, Any]]) -> BatchResult:
         """Predict ``records`` with ``model``, sharing the call with concurrent requests for it."""
         use_case = self.use_case
-        return await self.batcher.submit(
-            model, lambda batch: model.predict(feature_frame(batch, use_case), use_case), records
-        )
+        return await self.batcher.submit(model, lambda batch: model.predict(batch, use_case), records)
 
     async def close_batcher(self) -> None:
         await self.batcher.close()

@@ -15,23 +15,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, unquote, urlencode, urlparse
 
 import numpy as np
-import pandas as pd
 
 from core.usecase import UseCase
+from models.compiled import CompiledModel, NotCompilable, compile_model
+from models.frames import feature_frame
 from models.metrics import model_output
 from models.registry import CHAMPION, PREVIOUS
 from models.serialization import load_skops
+
+log = logging.getLogger(__name__)
 
 
 class ModelUnavailable(RuntimeError):
@@ -44,9 +48,22 @@ class LoadedModel:
     version: str
     model: Any
     loaded_at: float
+    compiled: CompiledModel | None = None  # the fast path, when it reproduces the pipeline (models.compiled)
 
-    def predict(self, frame: pd.DataFrame, use_case: UseCase) -> np.ndarray:
-        return model_output(self.model, frame, use_case.task)
+    def predict(self, records: Sequence[Mapping[str, Any]], use_case: UseCase) -> np.ndarray:
+        if self.compiled is not None:
+            return self.compiled.output(records)
+        return model_output(self.model, feature_frame(records, use_case), use_case.task)
+
+    def compile(self, use_case: UseCase) -> LoadedModel:
+        """This version with the compiled fast path, or as it is when compiling is refused (logged)."""
+        try:
+            compiled = compile_model(self.model, use_case)
+        except NotCompilable as err:
+            log.warning("model '%s' v%s is served through its own pipeline: %s", self.name, self.version, err)
+            return self
+        log.info("model '%s' v%s is served through the compiled pipeline", self.name, self.version)
+        return replace(self, compiled=compiled)
 
 
 class ModelSource(Protocol):
@@ -208,6 +225,18 @@ class _Answer:
         return self
 
 
+def set_predict_jobs(model: Any, jobs: int) -> None:
+    """Steps that predict on joblib workers (a random forest's ``n_jobs``) use ``jobs`` of them.
+
+    Training sets ``n_jobs`` for its own speed; a served request is a few rows, for which handing
+    trees to workers costs more than it gains: a one-row forest prediction took 32 ms with the
+    training's two workers and 12 ms with one. Only the order in which trees are summed changes.
+    """
+    for _, step in getattr(model, "steps", [(None, model)]):
+        if "n_jobs" in step.get_params(deep=False):
+            step.set_params(n_jobs=jobs)
+
+
 def model_source_for(tracking_uri: str) -> ModelSource:
     """REST for a tracking server; the MLflow client for a database or folder URI."""
     if urlparse(tracking_uri).scheme in ("http", "https"):
@@ -216,11 +245,19 @@ def model_source_for(tracking_uri: str) -> ModelSource:
 
 
 class ModelCache:
-    """Loaded versions by number. Loading happens in a worker thread; a version loads once."""
+    """Loaded versions by number. Loading happens in a worker thread; a version loads once.
 
-    def __init__(self, source: ModelSource, *, name: str) -> None:
+    With ``compile_for`` a use case, each version is compiled for it as it loads (off the request
+    path), and served through the compiled pipeline when that reproduces the model's own output.
+    """
+
+    def __init__(
+        self, source: ModelSource, *, name: str, compile_for: UseCase | None = None, predict_jobs: int | None = None
+    ) -> None:
         self._source = source
         self._name = name
+        self._compile_for = compile_for
+        self._predict_jobs = predict_jobs
         self._models: dict[str, LoadedModel] = {}
         self._failed: dict[str, str] = {}
         self._lock = asyncio.Lock()
@@ -237,13 +274,19 @@ class ModelCache:
             if (model := self._models.get(version)) is not None:
                 return model
             try:
-                model = await asyncio.to_thread(self._source.load_version, self._name, version)
+                model = await asyncio.to_thread(self._load, version)
             except ModelUnavailable as err:
                 self._failed[version] = str(err)
                 raise
             self._failed.pop(version, None)
             self._models[version] = model
             return model
+
+    def _load(self, version: str) -> LoadedModel:
+        model = self._source.load_version(self._name, version)
+        if self._predict_jobs is not None:
+            set_predict_jobs(model.model, self._predict_jobs)
+        return model if self._compile_for is None else model.compile(self._compile_for)
 
     def retain(self, versions: set[str]) -> None:
         """Release every version not in ``versions`` (a dict swap: readers holding a model keep it)."""

@@ -37,8 +37,9 @@ class ServingSettings(CommonSettings):
     predict_threads: int = Field(
         default=1,
         ge=1,
-        description="Native (OpenMP/BLAS) threads per prediction. Small requests gain nothing from more, and "
-        "several replicas on one host would oversubscribe the cores and stall each other.",
+        description="Threads per prediction: native (OpenMP/BLAS) threads, and joblib workers of models that "
+        "have them (a random forest's n_jobs). Small requests gain nothing from more, and several replicas on "
+        "one host would oversubscribe the cores and stall each other.",
     )
     batch_max_rows: int = Field(
         default=256, ge=1, description="Most rows that concurrent requests merge into one predict call."
@@ -49,6 +50,11 @@ class ServingSettings(CommonSettings):
         le=50,
         description="How long a request may wait for others to share its predict call. 0: never wait; "
         "batches still form from requests that arrive while a prediction runs.",
+    )
+    compile_models: bool = Field(
+        default=True,
+        description="Predict through the model's compiled pipeline (NumPy, no pandas; models.compiled) when it "
+        "reproduces the pipeline's own output on probe records at load. false: always the pipeline itself.",
     )
     sync_interval_seconds: float = Field(default=0.5, gt=0, description="How often a replica re-reads shared state.")
     control_interval_seconds: float = Field(default=1.0, gt=0, description="How often rollouts are advanced.")

@@ -75,12 +75,20 @@ def test_a_year_in_production_tells_the_real_story(tmp_path: Path):
 def test_the_classifier_runs_the_same_loop_and_twice_in_a_row(tmp_path: Path):
     state = tmp_path / "state"
     first = run_demo(state, "--use-case", "credit_default", "--months", "2")
-    second = run_demo(state, "--use-case", "credit_default", "--months", "2")  # starts fresh, same story
-    for summary in (first, second):
+    # Again in the same state directory: it starts fresh and tells the same story (one month is
+    # enough to show that; the first run's second month has had its own checks).
+    second = run_demo(state, "--use-case", "credit_default", "--months", "1")
+    for summary, months in ((first, 2), (second, 1)):
         assert summary["use_case"] == "credit_default" and summary["metric"] == "roc_auc"
-        assert len(summary["months"]) == 2
+        assert len(summary["months"]) == months
         for m in summary["months"]:
             assert m["rows_received"] == m["rows_accepted"] + m["rows_quarantined"]
             assert 0.8 < m["live_error"] <= 1.0  # ROC AUC of the served model on the month
     assert second["bootstrap"]["model_version"] == "1"  # fresh registry, not a resumed one
-    assert [m["rows_received"] for m in first["months"]] == [m["rows_received"] for m in second["months"]]
+    # The same month: the same rows, model versions, drift verdict and retraining, the same errors
+    # (up to the last bits: a random forest sums its trees in whatever order its threads finish).
+    (again,), once = second["months"], first["months"][0]
+    assert {k: v for k, v in again.items() if not isinstance(v, float)} == {
+        k: v for k, v in once.items() if not isinstance(v, float)
+    }
+    assert all(again[k] == pytest.approx(v, rel=1e-9) for k, v in once.items() if isinstance(v, float))

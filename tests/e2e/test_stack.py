@@ -75,7 +75,9 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "MLOPS_ADMIN_TOKEN": TOKEN,
         "GRAFANA_ADMIN_PASSWORD": "stack-test-grafana",
         "MLOPS_ROLLOUT_PROFILE": "fast",
-        "MLOPS_INGEST_INTERVAL_SECONDS": "3",
+        # Each scheduled look at the inbox is a flow run in a process of its own (~2 s of CPU to start):
+        # every 3 s, that took most of a core from the retraining the test waits for.
+        "MLOPS_INGEST_INTERVAL_SECONDS": "8",
         "MLOPS_INBOX_DIR": str(inbox),
         **{k: str(v) for k, v in ports.items()},
         **databases,
@@ -101,19 +103,27 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 class Traffic(threading.Thread):
-    """Live users: one record per request, in turn to each address, each label sent back after it."""
+    """Live users: one record per request, in turn to each address, each label sent back after it.
 
-    def __init__(self, urls: list[str], records: list[dict[str, Any]], labels: list[Any]) -> None:
+    At a live rate, not as fast as the replicas answer: on two cores a flood of requests would take
+    the CPU from the worker's training, which the rollout waits for.
+    """
+
+    def __init__(
+        self, urls: list[str], records: list[dict[str, Any]], labels: list[Any], *, per_second: float = 60.0
+    ) -> None:
         super().__init__(daemon=True)
         self.urls, self.records, self.labels = urls, records, labels
+        self.interval = 1.0 / per_second
         self.stop = threading.Event()
         self.versions: dict[str, set[str]] = {url: set() for url in urls}
         self.failures: list[str] = []
 
     def run(self) -> None:
         clients = {url: httpx.Client(base_url=url, timeout=30) for url in self.urls}
+        started = time.monotonic()
         i = 0
-        while not self.stop.is_set():
+        while not self.stop.wait(max(0.0, started + i * self.interval - time.monotonic())):
             url = self.urls[i % len(self.urls)]
             record, label = self.records[i % len(self.records)], self.labels[i % len(self.labels)]
             response = clients[url].post("/predict", json=record)

@@ -1,12 +1,18 @@
-"""The demo's drop generator, corruption and story (pure)."""
+"""The demo's drop generator, corruption, story and traffic (pure, or against an in-memory service)."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+
+import httpx
 import pandas as pd
 
 from pipelines.batches import parse_csv
 from pipelines.demo import MonthRow, format_table, story
 from pipelines.drops import bootstrap_months, corrupt, split_into_drops
+from pipelines.traffic import serve_month
 from tests.conftest import DATA
 
 
@@ -62,3 +68,39 @@ def test_story_compares_errors_after_the_first_retraining():
     assert s["mean_live_error_after"] == 7 and s["mean_baseline_error_after"] == 13
     table = format_table(rows, "rmse")
     assert "yes -> v2" in table and "v1,v2" in table and "canary v2 promoted" in table
+
+
+class FakeService:
+    """/predict and /feedback as the service answers them, in memory, with the time of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append((request.url.path, time.monotonic()))
+        if request.url.path == "/feedback":
+            return httpx.Response(200, json={"accepted": len(json.loads(request.content)["labels"])})
+        n = len(self.calls)
+        return httpx.Response(
+            200, json={"predictions": [{"id": f"p{n}", "value": 1.0}]}, headers={"X-Model-Version": "1"}
+        )
+
+    def predict_times(self) -> list[float]:
+        return [t for path, t in self.calls if path == "/predict"]
+
+
+def test_traffic_keeps_a_live_rate_while_asked_then_goes_as_fast_as_answered():
+    service = FakeService()
+    pacing = threading.Event()
+    pacing.set()
+    threading.Timer(0.25, pacing.clear).start()  # "the rollout ended" after a quarter of a second
+    with httpx.Client(transport=httpx.MockTransport(service), base_url="http://service") as client:
+        served = serve_month(
+            client, month="m", features=[{"x": i} for i in range(60)], labels=list(range(60)),
+            per_request=1, pace_per_s=40, pace_while=pacing,
+        )  # fmt: skip
+    times = service.predict_times()
+    assert len(served.ids) == len(times) == 60
+    paced = [t for t in times if t - times[0] < 0.25]
+    assert len(paced) <= 0.25 * 40 + 1  # no faster than 40 a second while paced...
+    assert times[-1] - times[0] < 1.0  # ...and the other ~50 without waiting (paced throughout: 1.5 s)
