@@ -7,8 +7,9 @@ takes microseconds. A served request pays that fixed cost on every ``predict`` c
 
 ``compile_model`` reads the fitted parameters out of the pipeline and applies them to column
 arrays built straight from the request's records, in the order and with the operations
-scikit-learn uses, then calls the fitted estimator's own ``predict``. Training and serving
-keep one model and one set of parameters; what is compiled is only the way the transform runs.
+scikit-learn uses, then calls the fitted estimator's own ``predict`` (a histogram gradient
+boosting model's trees are walked with NumPy for small batches, see ``_Trees``). Training and
+serving keep one model and one set of parameters; only the way the pipeline runs changes.
 
 Two guards keep it from ever answering differently from the pipeline:
 - anything it does not know exactly (another transformer, a sparse output, a dropped column,

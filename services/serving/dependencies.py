@@ -46,6 +46,7 @@ class ServiceState:
         self.batcher = MicroBatcher(
             max_rows=settings.batch_max_rows,
             max_wait_s=settings.batch_wait_ms / 1000,
+            turn_wait_s=settings.batch_turn_wait_ms / 1000,
             executor=self.predict_executor,
         )
 

@@ -56,6 +56,13 @@ class ServingSettings(CommonSettings):
         description="Predict through the model's compiled pipeline (NumPy, no pandas; models.compiled) when it "
         "reproduces the pipeline's own output on probe records at load. false: always the pipeline itself.",
     )
+    batch_turn_wait_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=50,
+        description="While two versions take turns (a canary), how long a round may wait for the clients just "
+        "answered to send their next request, so that it serves more of them in one call.",
+    )
     sync_interval_seconds: float = Field(default=0.5, gt=0, description="How often a replica re-reads shared state.")
     control_interval_seconds: float = Field(default=1.0, gt=0, description="How often rollouts are advanced.")
 

@@ -105,25 +105,24 @@ def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
 class Traffic(threading.Thread):
     """Live users: one record per request, in turn to each address, each label sent back after it.
 
-    At a live rate, not as fast as the replicas answer: on two cores a flood of requests would take
-    the CPU from the worker's training, which the rollout waits for.
+    At a live rate (``per_second``, which the test may change), not as fast as the replicas answer:
+    on two cores a flood of requests would take the CPU from the worker's training, which the
+    rollout waits for.
     """
 
-    def __init__(
-        self, urls: list[str], records: list[dict[str, Any]], labels: list[Any], *, per_second: float = 60.0
-    ) -> None:
+    def __init__(self, urls: list[str], records: list[dict[str, Any]], labels: list[Any], *, per_second: float) -> None:
         super().__init__(daemon=True)
         self.urls, self.records, self.labels = urls, records, labels
-        self.interval = 1.0 / per_second
+        self.per_second = per_second
         self.stop = threading.Event()
         self.versions: dict[str, set[str]] = {url: set() for url in urls}
         self.failures: list[str] = []
 
     def run(self) -> None:
         clients = {url: httpx.Client(base_url=url, timeout=30) for url in self.urls}
-        started = time.monotonic()
-        i = 0
-        while not self.stop.wait(max(0.0, started + i * self.interval - time.monotonic())):
+        i, began = 0, time.monotonic()
+        while not self.stop.wait(max(0.0, began + 1.0 / self.per_second - time.monotonic())):
+            began = time.monotonic()
             url = self.urls[i % len(self.urls)]
             record, label = self.records[i % len(self.records)], self.labels[i % len(self.labels)]
             response = clients[url].post("/predict", json=record)
@@ -166,7 +165,8 @@ def test_a_drifted_batch_flows_through_deployments_and_the_automation_to_a_canar
     from pipelines.batches import coerce_types, parse_csv
 
     typed, _ = coerce_types(parse_csv(july.to_csv(index=False).encode(), uc).frame, uc)
-    traffic = Traffic([gateway, *replicas], *records_and_labels(typed, uc))
+    # Quiet hours while the batch is checked and the model retrained, busy ones for the rollout.
+    traffic = Traffic([gateway, *replicas], *records_and_labels(typed, uc), per_second=10)
     traffic.start()
     try:
         # While the canary runs, both replicas follow the one rollout in the shared state.
@@ -178,6 +178,7 @@ def test_a_drifted_batch_flows_through_deployments_and_the_automation_to_a_canar
         during = wait_until(
             "a canary of the retrained model on both replicas", canary_everywhere, timeout=300, logs=logs
         )
+        traffic.per_second = 60
         assert {(r["strategy"], r["candidate_version"]) for r in during} == {("canary", "2")}
 
         def decided_everywhere() -> list[list[dict[str, Any]]] | None:
