@@ -47,6 +47,11 @@ class _Block(Protocol):
     def apply(self, columns: Mapping[str, np.ndarray]) -> np.ndarray: ...
 
 
+def _floats(columns: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """The named columns side by side as a new float64 array (safe to change in place)."""
+    return np.column_stack([columns[c] for c in names]).astype(np.float64, copy=False)
+
+
 @dataclass(frozen=True)
 class _Numeric:
     """SimpleImputer and/or StandardScaler on float columns."""
@@ -57,7 +62,7 @@ class _Numeric:
     scale: np.ndarray | None
 
     def apply(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        X = np.column_stack([columns[c] for c in self.columns]).astype(np.float64, copy=False)
+        X = _floats(columns, self.columns)
         if self.fill is not None:
             np.copyto(X, self.fill, where=np.isnan(X))
         # In place and in this order, as StandardScaler.transform does: the same bits.
@@ -100,7 +105,7 @@ class _Cyclical:
     period: float
 
     def apply(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        values = np.column_stack([columns[c] for c in self.columns]).astype(np.float64, copy=False)
+        values = _floats(columns, self.columns)
         if np.isnan(values).any():  # the encoder's input validation refuses NaN; so do we
             raise ValueError(f"Input X contains NaN: {self.columns} must be present")
         angle = 2.0 * np.pi * values / self.period

@@ -249,6 +249,7 @@ class ModelCache:
 
     With ``compile_for`` a use case, each version is compiled for it as it loads (off the request
     path), and served through the compiled pipeline when that reproduces the model's own output.
+    With ``predict_jobs``, steps that predict on joblib workers use that many (``set_predict_jobs``).
     """
 
     def __init__(

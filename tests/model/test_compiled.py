@@ -17,6 +17,7 @@ from models.frames import coerce_features, feature_frame, target_vector
 from models.metrics import model_output
 from models.training import make_pipeline
 from tests.conftest import DATA
+from tests.support.records import json_records
 
 SMALL = {"n_estimators": 20, "max_iter": 60}  # enough trees to branch on every feature, quick to fit
 
@@ -25,14 +26,6 @@ def fitted(use_case: UseCase, algorithm: str, frame: pd.DataFrame) -> Pipeline:
     model = make_pipeline(use_case, algorithm)
     model.set_params(**{f"model__{k}": v for k, v in SMALL.items() if k in model.named_steps["model"].get_params()})
     return model.fit(coerce_features(frame, use_case), target_vector(frame, use_case))
-
-
-def records(frame: pd.DataFrame, use_case: UseCase) -> list[dict]:
-    """Rows as the service receives them: plain Python values from JSON."""
-    return [
-        {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        for row in frame[use_case.features].to_dict("records")
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +37,7 @@ def credit_frame() -> pd.DataFrame:
 def test_every_bike_candidate_compiles_to_the_same_answers(bike, bike_frame, algorithm):
     model = fitted(bike, algorithm, bike_frame.iloc[:1500])
     compiled = compile_model(model, bike)
-    unseen = records(bike_frame.iloc[4000:4600], bike)  # later months: other weather, other hours
+    unseen = json_records(bike_frame.iloc[4000:4600], bike)  # later months: other weather, other hours
     for batch in (unseen, unseen[:7], unseen[:1]):
         want = model_output(model, feature_frame(batch, bike), "regression")
         np.testing.assert_allclose(compiled.output(batch), want, rtol=RTOL, atol=0)
@@ -54,7 +47,7 @@ def test_every_bike_candidate_compiles_to_the_same_answers(bike, bike_frame, alg
 def test_every_credit_candidate_compiles_to_the_same_probabilities(credit, credit_frame, algorithm):
     model = fitted(credit, algorithm, credit_frame.iloc[:3000])
     compiled = compile_model(model, credit)
-    unseen = records(credit_frame.iloc[8000:8500], credit)
+    unseen = json_records(credit_frame.iloc[8000:8500], credit)
     want = model_output(model, feature_frame(unseen, credit), "classification")
     got = compiled.output(unseen)
     assert np.all((got >= 0) & (got <= 1))
@@ -65,7 +58,7 @@ def test_gradient_boosting_trees_are_walked_to_the_same_bits_on_both_paths(bike,
     model = fitted(bike, "hist_gradient_boosting", bike_frame.iloc[:1500])
     compiled = compile_model(model, bike)
     assert compiled.trees is not None and compiled.trees.n_trees == 60
-    unseen = records(bike_frame.iloc[5000:5400], bike)
+    unseen = json_records(bike_frame.iloc[5000:5400], bike)
     X = compiled.features(unseen)
     assert len(X) * compiled.trees.n_trees > TREE_WALK_CELLS  # the batch goes through scikit-learn's walk...
     own = model.predict(feature_frame(unseen, bike))
@@ -81,7 +74,7 @@ def test_missing_values_take_the_branch_the_trees_learnt(bike, bike_frame):
     model = Pipeline([("features", features), ("model", HistGradientBoostingRegressor(max_iter=40))])
     model.fit(frame, target_vector(bike_frame.iloc[:2000], bike))
     compiled = compile_model(model, bike)
-    batch = records(bike_frame.iloc[3000:3010], bike)
+    batch = json_records(bike_frame.iloc[3000:3010], bike)
     for record in batch[::2]:
         record["temp"] = None  # a missing value, as the service would pass a null
     X = compiled.features(batch)

@@ -7,16 +7,15 @@ import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler
 
-from core.usecase import UseCase
 from models.frames import coerce_features, feature_frame, target_vector
 from models.training import make_pipeline
 from services.serving.model_store import LoadedModel, ModelCache
+from tests.support.records import json_records
 
 
 class InMemorySource:
@@ -33,10 +32,6 @@ class InMemorySource:
 
     def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
         raise NotImplementedError
-
-
-def records(frame: pd.DataFrame, use_case: UseCase) -> list[dict[str, Any]]:
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()} for r in frame.to_dict("records")]
 
 
 def test_a_version_is_compiled_and_predicts_on_one_worker_while_one_it_cannot_compile_serves_as_is(bike, bike_frame):
@@ -56,7 +51,7 @@ def test_a_version_is_compiled_and_predicts_on_one_worker_while_one_it_cannot_co
 
     assert compiled.compiled is not None and as_is.compiled is None
     assert forest.named_steps["model"].n_jobs == 1
-    batch = records(coerce_features(bike_frame.iloc[3000:3050], bike), bike)
+    batch = json_records(coerce_features(bike_frame.iloc[3000:3050], bike), bike)
     for loaded, model in ((compiled, forest), (as_is, odd)):
         want = model.predict(feature_frame(batch, bike))
         np.testing.assert_allclose(loaded.predict(batch, bike), want, rtol=1e-9)
