@@ -71,36 +71,38 @@ def test_story_compares_errors_after_the_first_retraining():
 
 
 class FakeService:
-    """/predict and /feedback as the service answers them, in memory, with the time of each call."""
+    """/predict and /feedback as the service answers them, in memory, with the time of each call.
 
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, float]] = []
+    After ``end_rollout_after`` predictions it clears ``rolling_out``, as the demo does when the
+    rollout decides: which requests were paced is then fixed by count, not by a race with a timer.
+    """
+
+    def __init__(self, rolling_out: threading.Event, *, end_rollout_after: int) -> None:
+        self.rolling_out, self.end_rollout_after = rolling_out, end_rollout_after
+        self.predict_times: list[float] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append((request.url.path, time.monotonic()))
         if request.url.path == "/feedback":
             return httpx.Response(200, json={"accepted": len(json.loads(request.content)["labels"])})
-        n = len(self.calls)
+        self.predict_times.append(time.monotonic())
+        if len(self.predict_times) == self.end_rollout_after:
+            self.rolling_out.clear()
+        n = len(self.predict_times)
         return httpx.Response(
             200, json={"predictions": [{"id": f"p{n}", "value": 1.0}]}, headers={"X-Model-Version": "1"}
         )
 
-    def predict_times(self) -> list[float]:
-        return [t for path, t in self.calls if path == "/predict"]
-
 
 def test_traffic_keeps_a_live_rate_while_asked_then_goes_as_fast_as_answered():
-    service = FakeService()
-    pacing = threading.Event()
-    pacing.set()
-    threading.Timer(0.25, pacing.clear).start()  # "the rollout ended" after a quarter of a second
+    rolling_out = threading.Event()
+    rolling_out.set()
+    service = FakeService(rolling_out, end_rollout_after=11)
     with httpx.Client(transport=httpx.MockTransport(service), base_url="http://service") as client:
         served = serve_month(
             client, month="m", features=[{"x": i} for i in range(60)], labels=list(range(60)),
-            per_request=1, pace_per_s=40, pace_while=pacing,
+            per_request=1, pace_per_s=40, pace_while=rolling_out,
         )  # fmt: skip
-    times = service.predict_times()
+    times = service.predict_times
     assert len(served.ids) == len(times) == 60
-    paced = [t for t in times if t - times[0] < 0.25]
-    assert len(paced) <= 0.25 * 40 + 1  # no faster than 40 a second while paced...
-    assert times[-1] - times[0] < 1.0  # ...and the other ~50 without waiting (paced throughout: 1.5 s)
+    assert times[10] - times[0] >= 10 / 40  # the first 11 at most 40 a second, while the rollout ran...
+    assert times[-1] - times[11] < 0.5  # ...the other 49 without waiting (paced, they would take 1.2 s)
