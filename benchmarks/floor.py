@@ -27,7 +27,7 @@ def measure(directory: Path, *, repeat: int) -> dict[str, float]:
 
     from core.settings import default_usecases_dir
     from core.usecase import load_use_case
-    from models.compiled import compile_model
+    from models.compiler import compile_model
     from models.frames import feature_frame
     from models.serialization import load_skops
 

@@ -77,6 +77,7 @@ def train_and_register(tracking_uri: str) -> dict[str, Any]:
 
     from core.settings import default_usecases_dir
     from core.usecase import load_use_case
+    from models.compiler import compile_model
     from models.frames import coerce_features, target_vector
     from models.registry import CHAMPION, MlflowRegistry, TrainingRecord
     from models.training import make_pipeline
@@ -105,6 +106,7 @@ def train_and_register(tracking_uri: str) -> dict[str, Any]:
                 reference=X.head(100).assign(prediction=model.predict(X.head(100)), target=y[:100]),
                 artifacts=[],
                 pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                compiled=compile_model(model, uc),  # as the training flow registers it
             )
         )
         versions.append(ref.version)
@@ -362,7 +364,9 @@ def run(*, quick: bool) -> dict[str, Any]:
         "MLOPS_USE_CASE": USE_CASE,
         "MLOPS_ADMIN_TOKEN": TOKEN,
         "GIT_PYTHON_REFRESH": "quiet",
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # quick mode's output is one JSON object
+        # quick mode's output is one JSON object: no progress bars, no run links on stdout
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
         # the scoring server starts `uvicorn` from PATH: this environment's
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -374,6 +378,7 @@ def run(*, quick: bool) -> dict[str, Any]:
                 "MLFLOW_DISABLE_TELEMETRY",
                 "GIT_PYTHON_REFRESH",
                 "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
+                "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
             )
         }
     )

@@ -211,9 +211,6 @@ def serve(
 
     prepare_environment(state_dir)
     os.environ["MLOPS_USE_CASE"] = use_case
-    from models.serialization import import_skops
-
-    import_skops()  # first, before the web stack: see there why that saves most of a second
     from pydantic import ValidationError
 
     from services.serving.settings import ServingSettings

@@ -1,50 +1,69 @@
-"""A fitted model pipeline as plain NumPy operations on records: the serving fast path.
+"""A fitted model pipeline as plain NumPy: the serving fast path, and the file it is registered as.
 
 Training saves one scikit-learn ``Pipeline``: a ``ColumnTransformer`` (imputers, scalers,
 one-hot encoders, ``CyclicalEncoder``) and an estimator. Its ``transform`` validates and
 indexes pandas at every step, ~10 ms per call whatever the row count, while the arithmetic
-takes microseconds. A served request pays that fixed cost on every ``predict`` call.
+takes microseconds; the trees of a forest or a boosting model are walked one call per tree.
+A served request pays those fixed costs on every ``predict`` call.
 
-``compile_model`` reads the fitted parameters out of the pipeline and applies them to column
-arrays built straight from the request's records, in the order and with the operations
-scikit-learn uses, then calls the fitted estimator's own ``predict`` (a histogram gradient
-boosting model's trees are walked with NumPy for small batches, see ``_Trees``). Training and
-serving keep one model and one set of parameters; only the way the pipeline runs changes.
+A ``CompiledModel`` holds the same fitted parameters as arrays (``models.compiler`` reads
+them out of the pipeline) and applies them to column arrays built straight from the
+request's records, with the operations scikit-learn uses, in its order:
+- the column transformer's blocks (``Numeric``, ``OneHot``, ``Cyclical``);
+- the estimator: a linear model (``Linear``) or a tree ensemble (``Trees``), whose trees
+  are walked for every row and tree at once, one NumPy step per tree level.
 
-Two guards keep it from ever answering differently from the pipeline:
-- anything it does not know exactly (another transformer, a sparse output, a dropped column,
-  an encoder that raises on unknown categories) is refused with the reason;
-- a compiled model is only returned after it gave the pipeline's own output on probe records
-  drawn from the use case's schema (to the last bits; see ``RTOL``).
-The caller serves through the pipeline when compiling is refused.
+It is data, and needs NumPy alone: ``to_bytes`` writes it as an ``.npz`` file (arrays, plus
+one JSON header; read back without pickle), registered beside the scikit-learn model. The
+serving process starts from that file without scikit-learn, SciPy, pandas or skops, which
+cost it ~2.5 s of start-up. The file carries probe records and the pipeline's own answers
+to them, and ``from_bytes`` refuses a file that does not reproduce them (``verify``).
+
+Large batches of a tree model walk faster in scikit-learn's compiled code (past a few dozen
+rows): once the version's scikit-learn estimator is loaded too, ``with_native`` hands them
+to it, after checking it gives the recorded answers.
 """
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
-from core.usecase import UseCase
-from models.frames import feature_columns, feature_frame
-from models.metrics import model_output
+from core.usecase import Task, UseCase
+from models.records import Kind, input_kinds, record_columns
 
-# Rows x trees up to which the trees are walked with NumPy (see _Trees); measured crossover.
+FORMAT = "mlops-compiled-model/1"
+ARTIFACT_NAME = "compiled_model.npz"  # the file's name in the registered model's directory
+
+# Rows x trees above which scikit-learn's own walk is the faster one (measured crossover).
 TREE_WALK_CELLS = 10_000
 
+# A forest predicting on several threads adds its trees up in whatever order the threads finish,
+# so the pipeline differs from itself in the last bits (seen: 6e-14 on a prediction of ~200); the
+# logistic function differs by an ulp between SciPy and NumPy. A mistake in the compiled model
+# would move a value across a split or a weight, and change the answer by far more than this.
+RTOL, ATOL = 1e-9, 1e-12
 
-class NotCompilable(ValueError):
-    """The pipeline holds something the compiled path does not reproduce exactly; the message says what."""
+Link = Literal["identity", "logit", "log"]
 
 
-class _Block(Protocol):
-    """One transformer of the column transformer: its input columns in, its output columns out."""
+class InvalidCompiledModel(ValueError):
+    """A compiled model that cannot be read, or that does not give the answers it records."""
 
-    columns: list[str]
 
-    def apply(self, columns: Mapping[str, np.ndarray]) -> np.ndarray: ...
+def inverse_link(link: Link, raw: np.ndarray) -> np.ndarray:
+    """The model's output from its raw score: scikit-learn's ``link.inverse`` (logit: SciPy's expit)."""
+    if link == "identity":
+        return raw
+    if link == "log":
+        return np.exp(raw)
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -709: the answer is 0, as expit's
+        return 1.0 / (1.0 + np.exp(-raw))
 
 
 def _floats(columns: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
@@ -52,10 +71,20 @@ def _floats(columns: Mapping[str, np.ndarray], names: list[str]) -> np.ndarray:
     return np.column_stack([columns[c] for c in names]).astype(np.float64, copy=False)
 
 
+class Block(Protocol):
+    """One transformer of the column transformer: its input columns in, its output columns out."""
+
+    KIND: ClassVar[str]
+    columns: list[str]
+
+    def apply(self, columns: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
 @dataclass(frozen=True)
-class _Numeric:
+class Numeric:
     """SimpleImputer and/or StandardScaler on float columns."""
 
+    KIND: ClassVar[str] = "numeric"
     columns: list[str]
     fill: np.ndarray | None
     mean: np.ndarray | None
@@ -74,18 +103,23 @@ class _Numeric:
 
 
 @dataclass(frozen=True)
-class _OneHot:
+class OneHot:
     """SimpleImputer (optional) and a dense OneHotEncoder that maps unknown categories to zeros."""
 
+    KIND: ClassVar[str] = "one_hot"
     columns: list[str]
-    fill: list[Any] | None
-    categories: list[dict[Any, int]]
+    fill: list[str] | None
+    categories: list[list[str]]
+    _index: list[dict[str, int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", [{v: i for i, v in enumerate(cats)} for cats in self.categories])
 
     def apply(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         n = len(columns[self.columns[0]])
         blocks = []
         for j, name in enumerate(self.columns):
-            index = self.categories[j]
+            index = self._index[j]
             block = np.zeros((n, len(index)), dtype=np.float64)
             for row, value in enumerate(columns[name]):
                 if self.fill is not None and value != value:  # SimpleImputer's missing value: NaN only
@@ -98,9 +132,10 @@ class _OneHot:
 
 
 @dataclass(frozen=True)
-class _Cyclical:
+class Cyclical:
     """models.features.CyclicalEncoder."""
 
+    KIND: ClassVar[str] = "cyclical"
     columns: list[str]
     period: float
 
@@ -112,241 +147,215 @@ class _Cyclical:
         return np.hstack([np.sin(angle), np.cos(angle)])
 
 
-@dataclass(frozen=True)
-class _Trees:
-    """A HistGradientBoosting model's trees, walked for every row and tree at once with NumPy.
+class Estimator(Protocol):
+    KIND: ClassVar[str]
 
-    scikit-learn walks them in compiled code but calls it once per tree: 200 trees cost ~4 ms
-    for a single row, nearly all of it the calls. Walking all trees together is one NumPy step
-    per tree level. Each step takes the same branch scikit-learn takes (NaN goes where the
-    split sent missing values, else ``x <= threshold`` goes left), and the leaves are added up
-    one tree after another from the baseline, as scikit-learn adds them: the same bits. Leaves
-    point to themselves, so every walk may run to the deepest leaf.
+    @property
+    def n_trees(self) -> int: ...
+
+    def output(self, X: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Linear:
+    """Ridge, or a binary LogisticRegression's positive-class probability: ``link(X @ coef + intercept)``."""
+
+    KIND: ClassVar[str] = "linear"
+    coef: np.ndarray  # as fitted: (n_features,), or (1, n_features) for a classifier
+    intercept: np.ndarray
+    link: Link
+    n_trees: ClassVar[int] = 0
+
+    def output(self, X: np.ndarray) -> np.ndarray:
+        # scikit-learn's decision function, operation for operation.
+        raw = X @ self.coef.T + self.intercept
+        return inverse_link(self.link, raw.reshape(-1))
+
+
+@dataclass(frozen=True)
+class Trees:
+    """A tree ensemble walked for every row and tree at once: ``link((start + sum of leaves) / divisor)``.
+
+    scikit-learn walks its trees in compiled code but calls it once per tree: 200 trees cost
+    ~4 ms for a single row, nearly all of it the calls. Here each step moves every (row, tree)
+    pair one level down, taking the branch scikit-learn takes: NaN goes where the split sent
+    missing values, else ``x <= threshold`` goes left. Leaves point to themselves, so every walk
+    may run to the deepest leaf. The leaves are added up one tree after another from ``start``,
+    in scikit-learn's order, so the sum has the same bits.
+
+    - HistGradientBoosting: ``start`` is the baseline, ``divisor`` 1, inputs in float64.
+    - RandomForest: ``start`` 0, ``divisor`` the number of trees (the forest's mean), inputs
+      cast to float32 first as the forest does; leaves hold the value, or the positive class's
+      share for a classifier.
     """
 
-    estimator: Any
+    KIND: ClassVar[str] = "trees"
     roots: np.ndarray
     feature: np.ndarray
     threshold: np.ndarray
     missing_left: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
+    children: np.ndarray  # left children, then right children: node + n_nodes * went_right
     value: np.ndarray
     depth: int
-
-    @classmethod
-    def of(cls, estimator: Any) -> _Trees:
-        if estimator.n_trees_per_iteration_ != 1:
-            raise NotCompilable("the gradient boosting model has several trees per iteration (multiclass)")
-        nodes = [predictor.nodes for (predictor,) in estimator._predictors]
-        if any(n["is_categorical"].any() for n in nodes):
-            raise NotCompilable("the gradient boosting model splits on categorical features")
-        offsets = np.cumsum([0] + [len(n) for n in nodes[:-1]])
-        every = np.concatenate(nodes)
-        own = np.arange(len(every))
-        shift = np.repeat(offsets, [len(n) for n in nodes])
-        leaf = every["is_leaf"].astype(bool)
-        return cls(
-            estimator=estimator,
-            roots=offsets.astype(np.intp),
-            feature=every["feature_idx"].astype(np.intp),
-            threshold=every["num_threshold"].astype(np.float64),
-            missing_left=every["missing_go_to_left"].astype(bool),
-            left=np.where(leaf, own, every["left"].astype(np.intp) + shift),
-            right=np.where(leaf, own, every["right"].astype(np.intp) + shift),
-            value=every["value"].astype(np.float64),
-            depth=int(every["depth"].max()),
-        )
+    start: float
+    divisor: float
+    float32_inputs: bool
+    link: Link
 
     @property
     def n_trees(self) -> int:
         return len(self.roots)
 
-    def output(self, X: np.ndarray, task: str) -> np.ndarray:
-        rows = np.arange(len(X))[:, None]
-        node = np.repeat(self.roots[None, :], len(X), axis=0)
+    def output(self, X: np.ndarray) -> np.ndarray:
+        if self.float32_inputs:
+            X = X.astype(np.float32)  # compared with float64 thresholds, as scikit-learn's C does
+        nan = bool(np.isnan(X).any())
+        n, width = X.shape
+        flat = np.ascontiguousarray(X).reshape(-1)
+        row = (np.arange(n, dtype=np.intp) * width)[:, None]
+        node = np.broadcast_to(self.roots, (n, self.n_trees))
+        n_nodes = len(self.feature)
         for _ in range(self.depth):
-            x = X[rows, self.feature[node]]
-            go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
-            node = np.where(go_left, self.left[node], self.right[node])
-        baseline = np.broadcast_to(self.estimator._baseline_prediction, (len(X), 1))
-        # cumsum adds left to right, one term at a time: baseline + tree 1 + tree 2 + ...
-        raw = np.cumsum(np.hstack([baseline, self.value[node]]), axis=1)[:, -1:]
-        if task == "classification":
-            return np.asarray(self.estimator._loss.predict_proba(raw)[:, 1], dtype=np.float64)
-        return np.asarray(self.estimator._loss.link.inverse(raw.ravel()), dtype=np.float64)
+            x = flat[row + self.feature[node]]
+            right = ~(x <= self.threshold[node])  # NaN compares False: goes right unless told otherwise
+            if nan:
+                right = np.where(np.isnan(x), ~self.missing_left[node], right)
+            node = self.children[node + n_nodes * right]
+        # cumsum adds left to right, one term at a time: start + tree 1 + tree 2 + ...
+        terms = np.hstack([np.full((n, 1), self.start), self.value[node]])
+        total = np.cumsum(terms, axis=1)[:, -1]
+        return inverse_link(self.link, total / self.divisor)
+
+
+_BLOCKS: dict[str, type] = {cls.KIND: cls for cls in (Numeric, OneHot, Cyclical)}
+_ESTIMATORS: dict[str, type] = {cls.KIND: cls for cls in (Linear, Trees)}
 
 
 @dataclass(frozen=True)
 class CompiledModel:
-    """``output(records)`` equals ``model_output(pipeline, feature_frame(records))``, without pandas."""
+    """``output(records)`` equals the pipeline's ``model_output`` on ``feature_frame(records)``, without pandas.
 
-    use_case: UseCase
-    blocks: tuple[_Block, ...]
-    estimator: Any
-    trees: _Trees | None = None
+    ``probes`` and ``expected``: records and the pipeline's answers to them, recorded when it was
+    compiled; ``verify`` checks the model still gives them. ``native``: the fitted scikit-learn
+    estimator, when loaded, for large batches of trees (not part of the file).
+    """
+
+    task: Task
+    inputs: dict[str, Kind]
+    blocks: tuple[Block, ...]
+    estimator: Estimator
+    probes: list[dict[str, Any]]
+    expected: np.ndarray
+    native: Any = None
 
     def features(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """What the column transformer would hand the estimator."""
-        columns = feature_columns(records, self.use_case)
+        columns = record_columns(records, self.inputs)
         return np.hstack([block.apply(columns) for block in self.blocks])
 
     def output(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         X = self.features(records)
-        # The tree walk's work grows with rows x trees, scikit-learn's calls only with trees:
-        # past a few dozen rows its own walk is the faster one.
-        if self.trees is not None and len(X) * self.trees.n_trees <= TREE_WALK_CELLS:
-            return self.trees.output(X, self.use_case.task)
-        return model_output(self.estimator, X, self.use_case.task)
+        # The NumPy walk's work grows with rows x trees, scikit-learn's calls only with trees.
+        if self.native is not None and len(X) * self.estimator.n_trees > TREE_WALK_CELLS:
+            return self._native_output(X)
+        return self.estimator.output(X)
+
+    def _native_output(self, X: np.ndarray) -> np.ndarray:
+        if self.task == "classification":
+            return np.asarray(self.native.predict_proba(X)[:, 1], dtype=np.float64)
+        return np.asarray(self.native.predict(X), dtype=np.float64)
+
+    def verify(self) -> CompiledModel:
+        """This model, if it gives the recorded answers: as a batch and one record, on every path it has."""
+        for batch in (self.probes, self.probes[:1]):
+            want = self.expected[: len(batch)]
+            X = self.features(batch)
+            outputs = {"compiled": self.estimator.output(X)}
+            if self.native is not None:
+                outputs["scikit-learn's"] = self._native_output(X)
+            for path, got in outputs.items():
+                if got.shape != want.shape or not np.allclose(got, want, rtol=RTOL, atol=ATOL):
+                    worst = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
+                    raise InvalidCompiledModel(
+                        f"the {path} output differs from the recorded one on {len(batch)} probe records "
+                        f"(max |diff| {worst:g})"
+                    )
+        return self
+
+    def with_native(self, estimator: Any) -> CompiledModel:
+        """This model with scikit-learn's own estimator for large batches, checked on the probes."""
+        return replace(self, native=estimator).verify()
+
+    def check_inputs(self, use_case: UseCase) -> None:
+        """Every column the model reads is a feature of ``use_case``, of the same kind."""
+        kinds = input_kinds(use_case)
+        wrong = {name: kind for name, kind in self.inputs.items() if kinds.get(name) != kind}
+        if wrong or self.task != use_case.task:
+            raise InvalidCompiledModel(
+                f"the model ({self.task}) reads {wrong or self.inputs}, which use case '{use_case.name}' "
+                f"({use_case.task}) does not provide as such: features {kinds}"
+            )
+
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray] = {"expected": self.expected}
+        header = {
+            "format": FORMAT,
+            "task": self.task,
+            "inputs": self.inputs,
+            "blocks": [_parts(block, f"blocks.{i}", arrays) for i, block in enumerate(self.blocks)],
+            "estimator": _parts(self.estimator, "estimator", arrays),
+            "probes": self.probes,
+        }
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CompiledModel:
+        """The model in a file written by ``to_bytes``, verified on its probes; InvalidCompiledModel if not."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            header = json.loads(arrays.pop("header").tobytes())
+            if header.get("format") != FORMAT:
+                raise InvalidCompiledModel(f"format {header.get('format')!r}, expected {FORMAT!r}")
+            model = cls(
+                task=header["task"],
+                inputs=header["inputs"],
+                blocks=tuple(_built(_BLOCKS, part, arrays) for part in header["blocks"]),
+                estimator=_built(_ESTIMATORS, header["estimator"], arrays),
+                probes=header["probes"],
+                expected=arrays["expected"],
+            )
+        except InvalidCompiledModel:
+            raise
+        except Exception as err:
+            raise InvalidCompiledModel(f"unreadable compiled model: {type(err).__name__}: {err}") from err
+        return model.verify()
 
 
-def compile_model(model: Any, use_case: UseCase, *, probes: int = 64) -> CompiledModel:
-    """The compiled form of a fitted pipeline, checked against the pipeline on ``probes`` records.
-
-    Raises NotCompilable when the pipeline holds anything not reproduced exactly, when the
-    compiled form disagrees with it on any probe, or when anything else goes wrong on the way
-    (a scikit-learn whose internals moved, say): the caller then serves the pipeline itself.
-    """
-    try:
-        compiled = _compiled(model, use_case)
-        _check(compiled, model, use_case, probe_records(use_case, n=probes))
-    except NotCompilable:
-        raise
-    except Exception as err:
-        raise NotCompilable(f"compiling failed: {type(err).__name__}: {err}") from err
-    return compiled
-
-
-def _compiled(model: Any, use_case: UseCase) -> CompiledModel:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-
-    if not isinstance(model, Pipeline) or len(model.steps) != 2:
-        raise NotCompilable(f"expected Pipeline([column transformer, estimator]), got {type(model).__name__}")
-    (_, features), (_, estimator) = model.steps
-    if not isinstance(features, ColumnTransformer):
-        raise NotCompilable(f"the first step is {type(features).__name__}, not a ColumnTransformer")
-    if getattr(features, "sparse_output_", False):
-        raise NotCompilable("the column transformer's output is sparse")
-    if hasattr(estimator, "feature_names_in_"):
-        raise NotCompilable("the estimator was fitted on named columns (pandas output), not an array")
-    blocks: list[_Block] = []
-    for name, transformer, columns in features.transformers_:
-        if isinstance(transformer, str):
-            if transformer == "drop":
-                continue
-            raise NotCompilable(f"transformer '{name}' is '{transformer}'")
-        if not (isinstance(columns, list) and columns and all(isinstance(c, str) for c in columns)):
-            raise NotCompilable(f"transformer '{name}' selects columns by {columns!r}, not by feature names")
-        unknown = [c for c in columns if c not in use_case.features]
-        if unknown:
-            raise NotCompilable(f"transformer '{name}' reads {unknown}, which are not features of '{use_case.name}'")
-        blocks.append(_block(name, transformer, columns))
-    return CompiledModel(use_case=use_case, blocks=tuple(blocks), estimator=estimator, trees=_trees(estimator))
-
-
-def _trees(estimator: Any) -> _Trees | None:
-    """The tree walk for a HistGradientBoosting model; None (its own predict) for anything else."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-
-    if not isinstance(estimator, HistGradientBoostingRegressor | HistGradientBoostingClassifier):
-        return None
-    return _Trees.of(estimator)
-
-
-def _block(name: str, transformer: Any, columns: list[str]) -> _Block:
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    from models.features import CyclicalEncoder
-
-    steps = [s for _, s in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
-    kinds = [type(s) for s in steps]
-    if kinds == [CyclicalEncoder]:
-        return _Cyclical(columns=columns, period=float(steps[0].period))
-    imputer = steps.pop(0) if steps and isinstance(steps[0], SimpleImputer) else None
-    fill = _imputer_fill(name, imputer) if imputer is not None else None
-    if len(steps) == 1 and isinstance(steps[0], OneHotEncoder):
-        categories = _categories(name, steps[0])
-        return _OneHot(columns=columns, fill=None if fill is None else list(fill), categories=categories)
-    if len(steps) <= 1 and all(isinstance(s, StandardScaler) for s in steps):
-        scaler = steps[0] if steps else None
-        return _Numeric(
-            columns=columns,
-            fill=None if fill is None else np.asarray(fill, dtype=np.float64),
-            mean=None if scaler is None or not scaler.with_mean else np.asarray(scaler.mean_, dtype=np.float64),
-            scale=None if scaler is None or not scaler.with_std else np.asarray(scaler.scale_, dtype=np.float64),
-        )
-    raise NotCompilable(f"transformer '{name}' is {[k.__name__ for k in kinds]}, which is not compiled")
-
-
-def _imputer_fill(name: str, imputer: Any) -> np.ndarray:
-    missing = imputer.missing_values
-    if not (isinstance(missing, float) and np.isnan(missing)):
-        raise NotCompilable(f"transformer '{name}': imputer's missing value is {missing!r}, not NaN")
-    if imputer.add_indicator:
-        raise NotCompilable(f"transformer '{name}': imputer adds missing-value indicators")
-    fill = np.asarray(imputer.statistics_)
-    if fill.dtype.kind == "f" and np.isnan(fill).any() and not imputer.keep_empty_features:
-        raise NotCompilable(f"transformer '{name}': imputer drops a column that was empty in training")
-    return fill
-
-
-def _categories(name: str, encoder: Any) -> list[dict[Any, int]]:
-    if encoder.handle_unknown != "ignore":
-        raise NotCompilable(f"transformer '{name}': encoder's handle_unknown is '{encoder.handle_unknown}'")
-    if encoder.drop_idx_ is not None or getattr(encoder, "_infrequent_enabled", False):
-        raise NotCompilable(f"transformer '{name}': encoder drops or groups categories")
-    if encoder.sparse_output or np.dtype(encoder.dtype) != np.float64:
-        raise NotCompilable(f"transformer '{name}': encoder output is sparse or not float64")
-    return [{value: i for i, value in enumerate(cats.tolist())} for cats in encoder.categories_]
-
-
-def probe_records(use_case: UseCase, *, n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` records across the schema's declared ranges and categories (every category appears)."""
-    rng = np.random.default_rng(seed)
-    records: list[dict[str, Any]] = [{} for _ in range(n)]
-    for name in use_case.features:
-        spec = use_case.schema_.columns[name]
-        if spec.type == "category":
-            cats = spec.categories or ["a", "b"]
-            values: list[Any] = [cats[i % len(cats)] for i in rng.permutation(n)]
-        elif spec.type == "bool":
-            values = rng.integers(0, 2, size=n).tolist()
-        elif spec.type in ("int", "float"):
-            low = spec.min if spec.min is not None else (spec.max - 100 if spec.max is not None else 0.0)
-            high = spec.max if spec.max is not None else low + 100
-            if spec.type == "int":
-                values = rng.integers(int(low), int(high) + 1, size=n).tolist()
-            else:
-                values = rng.uniform(low, high, size=n).tolist()
+def _parts(part: Any, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A block or estimator as JSON, its array fields moved into ``arrays`` under ``prefix``."""
+    out: dict[str, Any] = {"kind": part.KIND, "arrays": []}
+    for f in fields(part):
+        if not f.init:
+            continue
+        value = getattr(part, f.name)
+        if isinstance(value, np.ndarray):
+            arrays[f"{prefix}.{f.name}"] = value
+            out["arrays"].append(f.name)
         else:
-            raise NotCompilable(f"feature '{name}' is of type {spec.type}")
-        for record, value in zip(records, values, strict=True):
-            record[name] = value
-    return records
+            out[f.name] = value
+    out["prefix"] = prefix
+    return out
 
 
-# A forest predicting on several threads adds its trees up in whatever order the threads finish,
-# so the pipeline differs from itself in the last bits (seen: 6e-14 on a prediction of ~200). The
-# compiled transform gives the same bits; a mistake in it would move a value across a split and
-# change the answer by far more than this.
-RTOL, ATOL = 1e-9, 1e-12
-
-
-def _check(compiled: CompiledModel, model: Any, use_case: UseCase, probes: list[dict[str, Any]]) -> None:
-    """The compiled output must equal the pipeline's on the probes: every batch size, both tree paths."""
-    task = use_case.task
-    for batch in (probes, probes[:1]):
-        want = model_output(model, feature_frame(batch, use_case), task)
-        outputs = [compiled.output(batch)]
-        if compiled.trees is not None:  # the tree walk and scikit-learn's own, whichever ``output`` chose
-            X = compiled.features(batch)
-            outputs += [compiled.trees.output(X, task), model_output(compiled.estimator, X, task)]
-        for got in outputs:
-            if got.shape != want.shape or not np.allclose(got, want, rtol=RTOL, atol=ATOL):
-                worst = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")
-                raise NotCompilable(
-                    f"compiled output differs from the pipeline's on {len(batch)} probe records (max |diff| {worst:g})"
-                )
+def _built(kinds: dict[str, type], part: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> Any:
+    """The block or estimator that ``_parts`` wrote."""
+    if part["kind"] not in kinds:
+        raise InvalidCompiledModel(f"unknown part '{part['kind']}'; known: {sorted(kinds)}")
+    cls = kinds[part["kind"]]
+    values = {k: v for k, v in part.items() if k not in ("kind", "arrays", "prefix")}
+    values |= {name: arrays[f"{part['prefix']}.{name}"] for name in part["arrays"]}
+    return cls(**values)

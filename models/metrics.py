@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from core.usecase import Task
 
@@ -33,6 +32,9 @@ def model_output(model: Any, X: Any, task: Task) -> np.ndarray:
 
 def evaluate(task: Task, y_true: np.ndarray, y_score: np.ndarray, *, threshold: float = 0.5) -> dict[str, float]:
     """All metrics of the task. Undefined values (ROC AUC on one class) are NaN, never an exception."""
+    # Here, not at the top: the serving process imports this module for ``model_output`` alone.
+    from sklearn import metrics as skm
+
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     if len(y_true) == 0:

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import pandas as pd
+from models.compiled import ARTIFACT_NAME
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sklearn.pipeline import Pipeline
+
+    from models.compiled import CompiledModel
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
@@ -43,6 +46,8 @@ class TrainingRecord:
     reference: pd.DataFrame
     artifacts: list[Path]
     pip_requirements: list[str]
+    # The model as NumPy arrays (models.compiled), registered beside it for the serving process.
+    compiled: CompiledModel | None = None
 
 
 class ModelRegistry(Protocol):
@@ -100,7 +105,7 @@ class MlflowRegistry:
         # skops refuses types it does not know; this model was produced by us a
         # moment ago, so its own types are exactly the ones to trust.
         trusted = get_untrusted_types(data=dumps(record.model))
-        with mlflow.start_run(experiment_id=experiment_id) as run:
+        with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp_root:
             mlflow.log_params(record.params)
             mlflow.log_metrics(record.metrics)
             mlflow.set_tags(record.tags)
@@ -110,6 +115,12 @@ class MlflowRegistry:
                 ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
                 record.reference.to_parquet(ref_path, index=False)
                 mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+            extra_files = []
+            if record.compiled is not None:
+                # Listed in the MLmodel's sklearn flavor as extra_files/compiled_model.npz.
+                compiled_path = Path(tmp_root) / ARTIFACT_NAME
+                compiled_path.write_bytes(record.compiled.to_bytes())
+                extra_files.append(str(compiled_path))
             info = mlflow.sklearn.log_model(
                 record.model,
                 name="model",
@@ -119,6 +130,7 @@ class MlflowRegistry:
                 # Explicit requirements skip MLflow's slow inference in a subprocess.
                 pip_requirements=record.pip_requirements,
                 skops_trusted_types=trusted,
+                extra_files=extra_files or None,
             )
         version = str(info.registered_model_version)
         self.tag(record.model_name, version, record.tags)
@@ -152,13 +164,14 @@ class MlflowRegistry:
         for key, value in tags.items():
             self._client.set_model_version_tag(name, version, key, value)
 
-    def download_model(self, name: str, version: str, dst: Path) -> Path:
-        """The files of a registered version (its MLmodel, the model file, ...), copied under ``dst``."""
+    def model_file(self, name: str, version: str, path: str) -> bytes:
+        """One file of a registered version's model directory (``MLmodel``, the model file, ...)."""
         uri = self._client.get_model_version_download_uri(name, version)
-        path = self._mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, dst_path=str(dst), tracking_uri=self._tracking_uri
-        )
-        return Path(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self._mlflow.artifacts.download_artifacts(
+                artifact_uri=f"{uri.rstrip('/')}/{path}", dst_path=tmp, tracking_uri=self._tracking_uri
+            )
+            return Path(local).read_bytes()
 
     def load(self, name: str, version: str) -> Pipeline:
         import mlflow.sklearn
@@ -167,6 +180,8 @@ class MlflowRegistry:
         return mlflow.sklearn.load_model(f"models:/{name}/{version}")
 
     def reference(self, ref: ModelVersionRef) -> pd.DataFrame:
+        import pandas as pd
+
         with tempfile.TemporaryDirectory() as tmp:
             path = self._mlflow.artifacts.download_artifacts(
                 run_id=ref.run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp, tracking_uri=self._tracking_uri

@@ -30,6 +30,7 @@ def trusted_types(listed: list[str], *, prefixes: tuple[str, ...] = TRUSTED_TYPE
 
 def load_skops(data: bytes) -> Any:
     """The model in a skops file, if every type it holds that skops does not trust by default is ours to trust."""
+    import_skops()
     import skops.io
 
     return skops.io.loads(data, trusted=trusted_types(skops.io.get_untrusted_types(data=data)))
@@ -42,8 +43,8 @@ def import_skops() -> None:
     all estimators (~0.5 s), then names each of SciPy's ~400 ufuncs by searching every loaded
     module for it, in import order. ``load_skops`` decides trust from the prefixes above, so the
     estimator list may be empty: skops is imported while scikit-learn lists none (the function
-    is put back at once). Called first in the serving process, before the web stack is loaded,
-    the ufunc search is short too. A process that imported skops already keeps it as it is.
+    is put back at once). ``load_skops`` imports skops this way; a process that imported skops
+    already keeps it as it is.
     """
     if "skops.io" in sys.modules:
         return

@@ -13,8 +13,9 @@ from prefect.events import emit_event
 
 from core.predlog import LabelledPrediction, PredictionLog
 from core.usecase import UseCase
-from models.frames import coerce_features, encode_labels, feature_frame, target_vector
+from models.frames import coerce_features, feature_frame, target_vector
 from models.metrics import evaluate, model_output
+from models.records import encode_labels
 from models.registry import CHAMPION
 from monitoring.drift import PREDICTION, TARGET, run_report
 from pipelines.metrics import push

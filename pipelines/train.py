@@ -12,6 +12,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 
 from core.usecase import UseCase
+from models.compiler import compile_or_none
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
 from models.plots import save_plots
@@ -67,6 +68,7 @@ def training_record(
         reference=result.reference,
         artifacts=plots,
         pip_requirements=[f"{p}=={version(p)}" for p in MODEL_REQUIREMENTS],
+        compiled=compile_or_none(result.model, use_case),
     )
 
 

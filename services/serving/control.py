@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from core.predlog import PredictionLog
 from core.usecase import UseCase
-from models.frames import encode_labels
+from models.records import encode_labels
 from services.serving.model_store import LoadedModel, ModelCache, ModelSource, ModelUnavailable
 from services.serving.rollouts import engine
 from services.serving.rollouts.analysis import VersionSample
@@ -148,19 +148,22 @@ class Control:
         rollout = await asyncio.to_thread(self.store.active, self.model_name)
         revision = (serving_rev, rollout.revision if rollout else 0)
         if self.snapshot is not None and self.snapshot.revision == revision:
+            self._adopt_completed_models(self.snapshot)
             if self._release is not None and self._release[0] <= self.clock.now():
                 self.cache.retain(self._release[1])  # the blue-green rollback window is over
                 self._release = None
             return
+        # Nothing served yet: serve the compiled models at once, complete them in the background.
+        complete = self.snapshot is not None
         try:
-            stable = await self.cache.ensure(stable_version)
+            stable = await self.cache.ensure(stable_version, complete=complete)
         except ModelUnavailable as err:
             self.last_error = str(err)
             return
         candidate = None
         if rollout is not None:
             try:
-                candidate = await self.cache.ensure(rollout.candidate_version)
+                candidate = await self.cache.ensure(rollout.candidate_version, complete=complete)
             except ModelUnavailable as err:
                 await asyncio.to_thread(self._abort_unloadable, rollout, str(err))
                 rollout = None
@@ -173,6 +176,14 @@ class Control:
             self._release = (latest.release_at, set(keep))
             keep.add(latest.stable_version)
         self.cache.retain(keep)
+
+    def _adopt_completed_models(self, snap: Snapshot) -> None:
+        """The snapshot's versions as the cache now holds them: completed in the background, say
+        (a tree model's pipeline, for large batches; see ModelCache)."""
+        stable = self.cache.get(snap.stable.version) or snap.stable
+        candidate = snap.candidate and (self.cache.get(snap.candidate.version) or snap.candidate)
+        if stable is not snap.stable or candidate is not snap.candidate:
+            self.snapshot = replace(snap, stable=stable, candidate=candidate)
 
     def _adopt_registry_champion(self) -> None:
         """At start-up the registry's champion wins over a stale serving state (it may have been promoted

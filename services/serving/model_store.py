@@ -1,14 +1,22 @@
 """Model versions loaded from the registry, cached by version, loaded off the request path.
 
-Two ways to the registry, one port (``ModelSource``):
+A registered version holds the scikit-learn pipeline (a skops file) and, when it compiled, the
+same model as NumPy arrays (``extra_files/compiled_model.npz``, ``models.compiled``). The
+service serves the compiled model, which it loads with NumPy alone: a process whose versions
+all compiled starts without scikit-learn, SciPy, pandas or skops. A version without one (not
+compilable, or registered before it existed) is served through its pipeline, compiled at load
+when that reproduces it. For a tree model, the pipeline is loaded in the background too, so
+that large batches go through scikit-learn's compiled tree walk (``ModelCache``).
+
+Two ways to the registry's files, one port (``ModelSource``):
 - ``RestModelSource`` talks to an MLflow tracking server over its REST API (the compose
   stack, production). The serving process then never imports MLflow, whose client costs
-  more than a second of start-up, and reads only the two files a model needs.
+  more than a second of start-up.
 - ``RegistryModelSource`` uses the MLflow client, for a tracking URI that is a database or a
   folder (the laptop demo), where there is no server to ask.
 
-Both load the model file with the same loader and trust rule (``models.serialization``).
-``model_source_for`` picks one from the tracking URI.
+Both hand the files to the same loaders (``load_version``, ``load_pipeline``), which read the
+pipeline with one trust rule (``models.serialization``). ``model_source_for`` picks a source.
 """
 
 from __future__ import annotations
@@ -16,26 +24,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Protocol
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlencode, urlparse
 
 import numpy as np
 
 from core.usecase import UseCase
-from models.compiled import CompiledModel, NotCompilable, compile_model
-from models.frames import feature_frame
+from models.compiled import ARTIFACT_NAME, CompiledModel, InvalidCompiledModel
 from models.metrics import model_output
 from models.registry import CHAMPION, PREVIOUS
-from models.serialization import load_skops
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ModelUnavailable(RuntimeError):
@@ -44,21 +50,27 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A version as served: its compiled model, its pipeline, or both (a tree model, once complete)."""
+
     name: str
     version: str
-    model: Any
     loaded_at: float
-    compiled: CompiledModel | None = None  # the fast path, when it reproduces the pipeline (models.compiled)
+    compiled: CompiledModel | None = None
+    pipeline: Any = None  # the scikit-learn model, when loaded
 
     def predict(self, records: Sequence[Mapping[str, Any]], use_case: UseCase) -> np.ndarray:
         if self.compiled is not None:
             return self.compiled.output(records)
-        return model_output(self.model, feature_frame(records, use_case), use_case.task)
+        from models.frames import feature_frame  # pandas: only for a version served through its pipeline
+
+        return model_output(self.pipeline, feature_frame(records, use_case), use_case.task)
 
     def compile(self, use_case: UseCase) -> LoadedModel:
-        """This version with the compiled fast path, or as it is when compiling is refused (logged)."""
+        """This version with the compiled model, or as it is when compiling is refused (logged)."""
+        from models.compiler import NotCompilable, compile_model
+
         try:
-            compiled = compile_model(self.model, use_case)
+            compiled = compile_model(self.pipeline, use_case)
         except NotCompilable as err:
             log.warning("model '%s' v%s is served through its own pipeline: %s", self.name, self.version, err)
             return self
@@ -70,12 +82,71 @@ class ModelSource(Protocol):
     """The registry as the service needs it."""
 
     def alias_version(self, name: str, alias: str) -> str | None: ...
-    def load_version(self, name: str, version: str) -> LoadedModel: ...
+    def read_file(self, name: str, version: str, path: str) -> bytes:
+        """A file of the version's model directory; ModelUnavailable when the version is not registered."""
+        ...
+
     def record_promotion(self, name: str, *, new: str, old: str | None) -> None: ...
 
 
+def load_version(source: ModelSource, name: str, version: str, *, compiled: bool = True) -> LoadedModel:
+    """The version as registered: its compiled model (with ``compiled``, when it has a valid one), else its pipeline."""
+
+    def load() -> LoadedModel:
+        flavor = _sklearn_flavor(source, name, version)
+        path = _compiled_path(flavor) if compiled else None
+        if path is not None:
+            try:
+                model = CompiledModel.from_bytes(source.read_file(name, version, path))
+                return LoadedModel(name=name, version=version, loaded_at=time.time(), compiled=model)
+            except InvalidCompiledModel as err:
+                log.warning("model '%s' v%s: its compiled model is not used: %s", name, version, err)
+        pipeline = _pipeline(source, name, version, flavor)
+        return LoadedModel(name=name, version=version, loaded_at=time.time(), pipeline=pipeline)
+
+    return _loading(name, version, load)
+
+
+def load_pipeline(source: ModelSource, name: str, version: str) -> Any:
+    """The version's scikit-learn pipeline."""
+    return _loading(name, version, lambda: _pipeline(source, name, version, _sklearn_flavor(source, name, version)))
+
+
+def _loading(name: str, version: str, load: Callable[[], T]) -> T:
+    """``load()``; any failure is a ModelUnavailable, and the old model keeps serving."""
+    try:
+        return load()
+    except ModelUnavailable:
+        raise
+    except Exception as err:
+        raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
+
+
+def _sklearn_flavor(source: ModelSource, name: str, version: str) -> dict[str, Any]:
+    import yaml
+
+    flavor = (yaml.safe_load(source.read_file(name, version, "MLmodel")).get("flavors") or {}).get("sklearn")
+    if flavor is None or flavor.get("serialization_format") != "skops":
+        raise ModelUnavailable(f"model '{name}' v{version} is not a scikit-learn model saved with skops")
+    return flavor
+
+
+def _compiled_path(flavor: Mapping[str, Any]) -> str | None:
+    """Where the MLmodel lists the compiled model among its extra files, if it does."""
+    paths = [entry.get("path", "") for entry in flavor.get("extra_files") or []]
+    return next((p for p in paths if PurePosixPath(p).name == ARTIFACT_NAME), None)
+
+
+def _pipeline(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> Any:
+    # The model's own trust rule (models.serialization), not mlflow.sklearn's, which trusts
+    # whatever the model's MLmodel lists.
+    from models.serialization import load_skops
+
+    return load_skops(source.read_file(name, version, flavor["pickled_model"]))
+
+
 class RegistryModelSource:
-    """The MLflow registry. Aliases are resolved to versions; versions are what the service loads."""
+    """The MLflow registry through its client. Aliases are resolved to versions; versions are what the service loads."""
 
     def __init__(self, *, tracking_uri: str) -> None:
         self._tracking_uri = tracking_uri
@@ -89,39 +160,11 @@ class RegistryModelSource:
         ref = self._registry().by_alias(name, alias)
         return ref.version if ref else None
 
-    def load_version(self, name: str, version: str) -> LoadedModel:
-        return _loaded(name, version, lambda: self._load(name, version))
-
-    def _load(self, name: str, version: str) -> Any:
-        # The files through the MLflow client, the model through the same loader and trust rule as
-        # over REST (not mlflow.sklearn, which trusts whatever the model's MLmodel lists).
-        with tempfile.TemporaryDirectory() as tmp:
-            files = self._registry().download_model(name, version, Path(tmp))
-            return _skops_model(name, version, lambda path: (files / path).read_bytes())
+    def read_file(self, name: str, version: str, path: str) -> bytes:
+        return self._registry().model_file(name, version, path)
 
     def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
         _promote(self._registry().set_alias, name, new=new, old=old)
-
-
-def _loaded(name: str, version: str, load: Callable[[], Any]) -> LoadedModel:
-    """``load()`` as a served version; any failure is a ModelUnavailable, and the old model keeps serving."""
-    try:
-        model = load()
-    except ModelUnavailable:
-        raise
-    except Exception as err:
-        raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
-    return LoadedModel(name=name, version=version, model=model, loaded_at=time.time())
-
-
-def _skops_model(name: str, version: str, read: Callable[[str], bytes]) -> Any:
-    """A scikit-learn model saved with skops, from its MLmodel file; ``read`` gives a file of the version."""
-    import yaml
-
-    flavor = (yaml.safe_load(read("MLmodel")).get("flavors") or {}).get("sklearn")
-    if flavor is None or flavor.get("serialization_format") != "skops":
-        raise ModelUnavailable(f"model '{name}' v{version} is not a scikit-learn model saved with skops")
-    return load_skops(read(flavor["pickled_model"]))
 
 
 def _promote(set_alias: Callable[[str, str, str], None], name: str, *, new: str, old: str | None) -> None:
@@ -167,15 +210,11 @@ class RestModelSource:
         body = self._get("/api/2.0/mlflow/registered-models/alias", absent=absent, name=name, alias=alias)
         return None if body is None else str(body["model_version"]["version"])
 
-    def load_version(self, name: str, version: str) -> LoadedModel:
-        return _loaded(name, version, lambda: self._load(name, version))
-
-    def _load(self, name: str, version: str) -> Any:
+    def read_file(self, name: str, version: str, path: str) -> bytes:
         body = self._get("/api/2.0/mlflow/model-versions/get-download-uri", name=name, version=version)
         if body is None:
             raise ModelUnavailable(f"model '{name}' v{version} is not in the registry")
-        root = body["artifact_uri"].rstrip("/")
-        return _skops_model(name, version, lambda path: self._artifact(f"{root}/{path}"))
+        return self._artifact(f"{body['artifact_uri'].rstrip('/')}/{path}")
 
     def _artifact(self, uri: str) -> bytes:
         """One artifact's bytes: proxied by the tracking server, or a local file."""
@@ -247,9 +286,13 @@ def model_source_for(tracking_uri: str) -> ModelSource:
 class ModelCache:
     """Loaded versions by number. Loading happens in a worker thread; a version loads once.
 
-    With ``compile_for`` a use case, each version is compiled for it as it loads (off the request
-    path), and served through the compiled pipeline when that reproduces the model's own output.
-    With ``predict_jobs``, steps that predict on joblib workers use that many (``set_predict_jobs``).
+    With ``compile_for`` a use case, a version is served through its compiled model: the one
+    registered with it, or one compiled from its pipeline at load, when either reproduces the
+    pipeline (otherwise through the pipeline itself). A tree model's pipeline is loaded beside
+    its compiled model, so that large batches go through scikit-learn's tree walk; with
+    ``complete=False`` that happens in the background, after the version serves (a service
+    with nothing to serve yet starts sooner). With ``predict_jobs``, steps that predict on
+    joblib workers use that many (``set_predict_jobs``).
     """
 
     def __init__(
@@ -261,12 +304,13 @@ class ModelCache:
         self._predict_jobs = predict_jobs
         self._models: dict[str, LoadedModel] = {}
         self._failed: dict[str, str] = {}
+        self._completing: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
 
     def get(self, version: str) -> LoadedModel | None:
         return self._models.get(version)
 
-    async def ensure(self, version: str, *, retry_failed: bool = False) -> LoadedModel:
+    async def ensure(self, version: str, *, retry_failed: bool = False, complete: bool = True) -> LoadedModel:
         if (model := self._models.get(version)) is not None:
             return model
         if version in self._failed and not retry_failed:
@@ -275,19 +319,55 @@ class ModelCache:
             if (model := self._models.get(version)) is not None:
                 return model
             try:
-                model = await asyncio.to_thread(self._load, version)
+                model = await asyncio.to_thread(self._load, version, complete)
             except ModelUnavailable as err:
                 self._failed[version] = str(err)
                 raise
             self._failed.pop(version, None)
             self._models[version] = model
+            if not complete and _incomplete(model):
+                task = asyncio.create_task(self._complete_later(model))
+                self._completing.add(task)
+                task.add_done_callback(self._completing.discard)
             return model
 
-    def _load(self, version: str) -> LoadedModel:
-        model = self._source.load_version(self._name, version)
+    def _load(self, version: str, complete: bool) -> LoadedModel:
+        use_case = self._compile_for
+        model = load_version(self._source, self._name, version, compiled=use_case is not None)
+        if model.pipeline is not None:
+            self._set_jobs(model.pipeline)
+            return model if use_case is None else model.compile(use_case)
+        try:
+            model.compiled.check_inputs(use_case)
+        except InvalidCompiledModel as err:
+            raise ModelUnavailable(f"model '{self._name}' v{version} cannot serve here: {err}") from err
+        return self._completed(model) if complete and _incomplete(model) else model
+
+    def _set_jobs(self, pipeline: Any) -> None:
         if self._predict_jobs is not None:
-            set_predict_jobs(model.model, self._predict_jobs)
-        return model if self._compile_for is None else model.compile(self._compile_for)
+            set_predict_jobs(pipeline, self._predict_jobs)
+
+    def _completed(self, model: LoadedModel) -> LoadedModel:
+        """A tree model with its pipeline, for scikit-learn's tree walk on large batches; as it was if that fails."""
+        try:
+            pipeline = load_pipeline(self._source, self._name, model.version)
+            self._set_jobs(pipeline)
+            compiled = model.compiled.with_native(pipeline.steps[-1][1])
+        except (ModelUnavailable, InvalidCompiledModel, AttributeError) as err:
+            log.warning("model '%s' v%s: large batches stay on the NumPy tree walk: %s", self._name, model.version, err)
+            return model
+        log.info("model '%s' v%s: large batches go through scikit-learn's tree walk", self._name, model.version)
+        return replace(model, pipeline=pipeline, compiled=compiled)
+
+    async def _complete_later(self, served: LoadedModel) -> None:
+        completed = await asyncio.to_thread(self._completed, served)
+        if self._models.get(served.version) is served:  # not released or replaced meanwhile
+            self._models = {**self._models, served.version: completed}
+
+    async def completed(self) -> None:
+        """Wait for the versions being completed in the background (tests, benchmarks)."""
+        while self._completing:
+            await asyncio.gather(*self._completing, return_exceptions=True)
 
     def retain(self, versions: set[str]) -> None:
         """Release every version not in ``versions`` (a dict swap: readers holding a model keep it)."""
@@ -296,3 +376,8 @@ class ModelCache:
     @property
     def loaded(self) -> list[str]:
         return sorted(self._models, key=lambda v: int(v) if v.isdigit() else 0)
+
+
+def _incomplete(model: LoadedModel) -> bool:
+    """A tree model served from its compiled model alone: large batches would walk faster in scikit-learn."""
+    return model.pipeline is None and model.compiled is not None and model.compiled.estimator.n_trees > 0

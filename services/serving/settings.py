@@ -53,8 +53,9 @@ class ServingSettings(CommonSettings):
     )
     compile_models: bool = Field(
         default=True,
-        description="Predict through the model's compiled pipeline (NumPy, no pandas; models.compiled) when it "
-        "reproduces the pipeline's own output on probe records at load. false: always the pipeline itself.",
+        description="Serve each version through its compiled model (NumPy only; models.compiled): the one "
+        "registered with it, or one compiled at load, when it reproduces the pipeline's own output on probe "
+        "records. false: always the scikit-learn pipeline itself.",
     )
     batch_turn_wait_ms: float = Field(
         default=1.0,

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import sklearn
 
-from models.frames import coerce_features, target_vector
+from models.compiler import compile_model
+from models.frames import coerce_features, feature_frame, target_vector
 from models.registry import CHAMPION, PREVIOUS, MlflowRegistry, TrainingRecord
 from models.training import make_pipeline
 from pipelines.traffic import running_tracking_server
-from services.serving.model_store import ModelUnavailable, RestModelSource
+from services.serving.model_store import ModelUnavailable, RestModelSource, load_pipeline, load_version
 from tests.conftest import ROOT
-from tests.support.records import BIKE_RECORD
+from tests.support.records import BIKE_RECORD, json_records
 
 MODEL = "bike-demand"  # the use case's name, in a registry of this module's own
 
@@ -52,6 +53,7 @@ def registered(tracking_server: str, bike, bike_frame) -> dict:
                 reference=X.head(20).assign(prediction=model.predict(X.head(20)), target=y[:20]),
                 artifacts=[],
                 pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+                compiled=compile_model(model, bike) if seed == 0 else None,  # v2 as registered before compiling
             )
         )
         models.append(model)
@@ -60,17 +62,21 @@ def registered(tracking_server: str, bike, bike_frame) -> dict:
     return {"registry": registry, "models": models, "versions": versions, "X": X.head(200)}
 
 
-def test_aliases_versions_and_artifacts_come_over_rest(tracking_server: str, registered: dict):
+def test_aliases_versions_and_artifacts_come_over_rest(tracking_server: str, registered: dict, bike):
     source = RestModelSource(tracking_uri=tracking_server)
     v1, v2 = registered["versions"]
     assert source.alias_version(MODEL, CHAMPION) == v1
     assert source.alias_version(MODEL, "no-such-alias") is None
     assert source.alias_version("no-such-model", CHAMPION) is None
+    X = registered["X"]
     for version, model in zip((v1, v2), registered["models"], strict=True):
-        loaded = source.load_version(MODEL, version)
-        assert np.array_equal(loaded.model.predict(registered["X"]), model.predict(registered["X"]))
+        assert np.array_equal(load_pipeline(source, MODEL, version).predict(X), model.predict(X))
+    compiled, as_registered = load_version(source, MODEL, v1), load_version(source, MODEL, v2)
+    assert compiled.pipeline is None and as_registered.compiled is None  # v2 has no compiled file
+    records = json_records(X, bike)
+    assert np.array_equal(compiled.predict(records, bike), registered["models"][0].predict(X))
     with pytest.raises(ModelUnavailable, match="v99"):
-        source.load_version(MODEL, "99")
+        load_version(source, MODEL, "99")
 
 
 def test_a_promotion_moves_the_aliases_in_the_registry(tracking_server: str, registered: dict):
@@ -105,3 +111,28 @@ def test_the_service_on_a_tracking_server_never_imports_mlflow(tracking_server: 
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"version": registered["versions"][0], "mlflow": False}
+
+
+def test_a_compiled_version_loads_and_predicts_with_numpy_alone(tracking_server: str, registered: dict, bike):
+    """What the serving process needs to start: none of scikit-learn, SciPy, pandas, skops or MLflow."""
+    script = (
+        "import json, sys\n"
+        "import services.serving.app\n"
+        "from core.settings import default_usecases_dir\n"
+        "from core.usecase import load_use_case\n"
+        "from services.serving.model_store import RestModelSource, load_version\n"
+        f"loaded = load_version(RestModelSource(tracking_uri={tracking_server!r}), {MODEL!r}, sys.argv[1])\n"
+        "use_case = load_use_case('bike_demand', usecases_dir=default_usecases_dir())\n"
+        f"value = loaded.predict([{BIKE_RECORD!r}], use_case).tolist()\n"
+        "heavy = {'sklearn', 'scipy', 'pandas', 'skops', 'mlflow'} & {m.split('.')[0] for m in sys.modules}\n"
+        "print(json.dumps({'value': value, 'heavy': sorted(heavy)}))\n"
+    )
+    v1 = registered["versions"][0]
+    out = subprocess.run(
+        [sys.executable, "-c", script, v1], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["heavy"] == []
+    want = registered["models"][0].predict(feature_frame([BIKE_RECORD], bike))
+    assert np.array_equal(answer["value"], want)

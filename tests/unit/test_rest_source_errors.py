@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines.traffic import free_port
-from services.serving.model_store import ModelUnavailable, RegistryError, RestModelSource
+from services.serving.model_store import ModelUnavailable, RegistryError, RestModelSource, load_version
 
 
 def test_a_missing_tracking_server_is_named_in_the_error():
@@ -15,7 +15,7 @@ def test_a_missing_tracking_server_is_named_in_the_error():
     with pytest.raises(RegistryError, match=f"tracking server {url} did not answer GET"):
         source.alias_version("bike-demand", "champion")
     with pytest.raises(ModelUnavailable, match=r"v3 failed to load: RegistryError: tracking server"):
-        source.load_version("bike-demand", "3")
+        load_version(source, "bike-demand", "3")
     with pytest.raises(RegistryError, match="did not answer POST"):
         source.record_promotion("bike-demand", new="3", old="2")
 

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 
 def psi(expected: np.ndarray, actual: np.ndarray, *, bins: int = 10) -> float:
@@ -29,7 +28,13 @@ def psi(expected: np.ndarray, actual: np.ndarray, *, bins: int = 10) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+# SciPy is imported where a test needs it, not with this module: ``scipy.stats`` costs the
+# serving process most of a second of start-up, and only some rollout checks use it.
+
+
 def ks_pvalue(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import stats
+
     return float(stats.ks_2samp(a, b).pvalue)
 
 
@@ -57,6 +62,8 @@ def compare_arms(
     if np.allclose(s, s[0]) and np.allclose(c, c[0]):
         p = 1.0 if math.isclose(ms, mc) else 0.0
     else:
+        from scipy import stats
+
         p = float(stats.ttest_ind(c, s, equal_var=False).pvalue)
     if p < alpha:
         verdict = "candidate_better" if mc < ms else "candidate_worse"
@@ -70,6 +77,8 @@ def sample_ratio_mismatch(n_stable: int, n_candidate: int, *, expected_candidate
     total = n_stable + n_candidate
     if total == 0:
         return 1.0
+    from scipy import stats
+
     expected = [total * (1 - expected_candidate_share), total * expected_candidate_share]
     return float(stats.chisquare([n_stable, n_candidate], expected).pvalue)
 
