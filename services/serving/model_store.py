@@ -365,7 +365,7 @@ class ModelCache:
             self._models = {**self._models, served.version: completed}
 
     async def completed(self) -> None:
-        """Wait for the versions being completed in the background (tests, benchmarks)."""
+        """Wait for the versions being completed in the background (tests)."""
         while self._completing:
             await asyncio.gather(*self._completing, return_exceptions=True)
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from mlflow import MlflowClient
 
 from core.layout import StateLayout
+from models.compiled import ARTIFACT_NAME, ATOL, RTOL, CompiledModel
+from models.frames import feature_frame
 from models.registry import CHALLENGER, CHAMPION, MlflowRegistry
 from pipelines.train import train_flow
+from tests.support.records import json_records
 
 
 def _client(root: Path) -> MlflowClient:
@@ -52,3 +56,11 @@ def test_a_model_that_does_not_beat_the_champion_gets_no_alias(trained_state: Pa
     assert str(client.get_model_version_by_alias("bike-demand", CHAMPION).version) == "1"
     assert CHALLENGER not in client.get_registered_model("bike-demand").aliases
     assert client.get_model_version("bike-demand", result["version"]).tags["compared_with_champion"] == "1"
+
+
+def test_the_registered_model_carries_its_compiled_form_which_answers_as_it_does(trained_state: Path, bike, bike_frame):
+    registry = MlflowRegistry(tracking_uri=StateLayout(trained_state).tracking_uri)
+    compiled = CompiledModel.from_bytes(registry.model_file("bike-demand", "1", f"extra_files/{ARTIFACT_NAME}"))
+    july = json_records(bike_frame[bike_frame.mnth == "July"].head(50), bike)
+    want = registry.load("bike-demand", "1").predict(feature_frame(july, bike))
+    np.testing.assert_allclose(compiled.output(july), want, rtol=RTOL, atol=ATOL)
