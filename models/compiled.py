@@ -16,8 +16,9 @@ request's records, with the operations scikit-learn uses, in its order:
 It is data, and needs NumPy alone: ``to_bytes`` writes it as an ``.npz`` file (arrays, plus
 one JSON header; read back without pickle), registered beside the scikit-learn model. The
 serving process starts from that file without scikit-learn, SciPy, pandas or skops, which
-cost it ~2.5 s of start-up. The file carries probe records and the pipeline's own answers
-to them, and ``from_bytes`` refuses a file that does not reproduce them (``verify``).
+cost 2.4-3.1 s of start-up on the CI machine. The file carries probe records and the
+pipeline's own answers to them, and ``from_bytes`` refuses a file that does not reproduce
+them (``verify``).
 
 Large batches of a tree model walk faster in scikit-learn's compiled code (past a few dozen
 rows): once the version's scikit-learn estimator is loaded too, ``with_native`` hands them

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from core.layout import StateLayout
 from core.predlog import PredictionLog
+from models.frames import feature_frame
 from services.serving.app import create_app
 from services.serving.schemas import PredictResponse
 from services.serving.settings import ServingSettings
@@ -156,3 +159,24 @@ def test_prediction_log_default_lives_in_the_state_dir(trained_state: Path):
         c.post("/predict", json=RECORD, headers={"X-Request-ID": "default-log"})
     log = PredictionLog(StateLayout(trained_state).prediction_log_url)
     assert "default-log" in {r.prediction_id for r in log.window(use_case="bike_demand", since=0, until=1e12)}
+
+
+def test_the_served_version_starts_from_its_compiled_model_and_takes_on_its_pipeline(trained_state, tmp_path, bike):
+    """At start the registered compiled model serves; a tree model's pipeline joins it in the background."""
+    from models.registry import MlflowRegistry
+
+    settings = _settings(trained_state, prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}")
+    app = create_app(settings)
+    batch = [{**RECORD, "hr": h % 24, "temp": 0.1 + (h % 9) / 10} for h in range(200)]
+    with TestClient(app) as c:
+        control = app.state.service.control
+        first = control.snapshot.stable  # the pipeline may have joined already: it loads in the background
+        assert first.compiled is not None and first.compiled.estimator.n_trees > 0  # gradient boosting
+        deadline = time.monotonic() + 60
+        while control.snapshot.stable.pipeline is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        served = control.snapshot.stable
+        values = [p["value"] for p in c.post("/predict", json=batch).json()["predictions"]]
+    assert served.pipeline is not None and served.compiled.native is served.pipeline.steps[-1][1]
+    model = MlflowRegistry(tracking_uri=StateLayout(trained_state).tracking_uri).load("bike-demand", "1")
+    np.testing.assert_allclose(values, model.predict(feature_frame(batch, bike)), rtol=1e-9)
