@@ -180,6 +180,7 @@ class RestModelSource:
     def __init__(self, *, tracking_uri: str, timeout_s: float = 30.0) -> None:
         self._base = tracking_uri.rstrip("/")
         self._timeout_s = timeout_s
+        self._roots: dict[tuple[str, str], str] = {}
 
     def _call(self, method: str, path: str, *, query: dict[str, str] | None = None, body: Any = None) -> _Answer:
         """One call to the tracking server. The standard library's client, not httpx: the service makes
@@ -211,10 +212,16 @@ class RestModelSource:
         return None if body is None else str(body["model_version"]["version"])
 
     def read_file(self, name: str, version: str, path: str) -> bytes:
-        body = self._get("/api/2.0/mlflow/model-versions/get-download-uri", name=name, version=version)
-        if body is None:
-            raise ModelUnavailable(f"model '{name}' v{version} is not in the registry")
-        return self._artifact(f"{body['artifact_uri'].rstrip('/')}/{path}")
+        return self._artifact(f"{self._root(name, version)}/{path}")
+
+    def _root(self, name: str, version: str) -> str:
+        """Where the version's files lie; asked once per version (a version's files never move)."""
+        if (name, version) not in self._roots:
+            body = self._get("/api/2.0/mlflow/model-versions/get-download-uri", name=name, version=version)
+            if body is None:
+                raise ModelUnavailable(f"model '{name}' v{version} is not in the registry")
+            self._roots[name, version] = body["artifact_uri"].rstrip("/")
+        return self._roots[name, version]
 
     def _artifact(self, uri: str) -> bytes:
         """One artifact's bytes: proxied by the tracking server, or a local file."""
