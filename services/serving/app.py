@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -161,7 +162,12 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(limits=settings.predict_threads)  # for the life of the process
+        # Native thread pools, for the life of the process. NumPy's BLAS is loaded already and is
+        # limited here; scikit-learn's OpenMP (and SciPy's BLAS) load later, if at all (a tree
+        # model's pipeline joins in the background), and read their size from the environment then.
+        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[variable] = str(settings.predict_threads)
+        threadpool_limits(limits=settings.predict_threads)
         source = model_source or model_source_for(settings.resolved_tracking_uri)
         log = prediction_log or PredictionLog(settings.resolved_prediction_log_url)
         store = RolloutStore(settings.resolved_state_db_url)

@@ -71,3 +71,31 @@ def test_serving_process_never_imports_pipeline_dependencies(trained_state: Path
         [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_native_thread_pools_loaded_after_start_keep_the_configured_size(trained_state: Path):
+    """scikit-learn (OpenMP) loads only when a tree model's pipeline joins, after the limits were set."""
+    script = (
+        "import json, time\n"
+        "from fastapi.testclient import TestClient\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from services.serving.app import app_from_env\n"
+        "app = app_from_env()\n"
+        "with TestClient(app) as c:\n"
+        "    assert c.get('/ready').status_code == 200\n"
+        "    control = app.state.service.control\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while control.snapshot.stable.pipeline is None and time.monotonic() < deadline:\n"
+        "        time.sleep(0.2)\n"
+        "    joined = control.snapshot.stable.pipeline is not None\n"
+        "pools = sorted({(i['internal_api'], i['num_threads']) for i in threadpool_info()})\n"
+        "print(json.dumps({'joined': joined, 'pools': pools}))\n"
+    )
+    env = {**os.environ, "MLOPS_STATE_DIR": str(trained_state), "MLOPS_USE_CASE": "bike_demand"}
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    assert answer["joined"] is True
+    assert ["openmp", 1] in answer["pools"] and all(threads == 1 for _, threads in answer["pools"])
