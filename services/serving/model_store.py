@@ -150,11 +150,15 @@ class RegistryModelSource:
 
     def __init__(self, *, tracking_uri: str) -> None:
         self._tracking_uri = tracking_uri
+        self._client: Any = None
 
     def _registry(self) -> Any:
-        from models.registry import MlflowRegistry
+        """One client for the source's life: each new one connects to the database and checks its schema."""
+        if self._client is None:
+            from models.registry import MlflowRegistry
 
-        return MlflowRegistry(tracking_uri=self._tracking_uri)
+            self._client = MlflowRegistry(tracking_uri=self._tracking_uri)
+        return self._client
 
     def alias_version(self, name: str, alias: str) -> str | None:
         ref = self._registry().by_alias(name, alias)
