@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import numpy as np
 
 from core.usecase import Task, UseCase
+from models.metrics import model_output
 from models.records import Kind, input_kinds, record_columns
 
 FORMAT = "mlops-compiled-model/1"
@@ -258,13 +259,8 @@ class CompiledModel:
         X = self.features(records)
         # The NumPy walk's work grows with rows x trees, scikit-learn's calls only with trees.
         if self.native is not None and len(X) * self.estimator.n_trees > TREE_WALK_CELLS:
-            return self._native_output(X)
+            return model_output(self.native, X, self.task)
         return self.estimator.output(X)
-
-    def _native_output(self, X: np.ndarray) -> np.ndarray:
-        if self.task == "classification":
-            return np.asarray(self.native.predict_proba(X)[:, 1], dtype=np.float64)
-        return np.asarray(self.native.predict(X), dtype=np.float64)
 
     def verify(self) -> CompiledModel:
         """This model, if it gives the recorded answers: as a batch and one record, on every path it has."""
@@ -273,7 +269,7 @@ class CompiledModel:
             X = self.features(batch)
             outputs = {"compiled": self.estimator.output(X)}
             if self.native is not None:
-                outputs["scikit-learn's"] = self._native_output(X)
+                outputs["scikit-learn's"] = model_output(self.native, X, self.task)
             for path, got in outputs.items():
                 if got.shape != want.shape or not np.allclose(got, want, rtol=RTOL, atol=ATOL):
                     worst = float(np.max(np.abs(got - want))) if got.shape == want.shape else float("nan")

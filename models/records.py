@@ -14,15 +14,12 @@ import numpy as np
 from core.usecase import UseCase
 
 Kind = Literal["number", "category"]
-NUMERIC_TYPES = ("int", "float", "bool")
 
 
 def input_kinds(use_case: UseCase) -> dict[str, Kind]:
     """Each feature of the use case, in order, as the model reads it: a number or a category."""
-    return {
-        name: "number" if use_case.schema_.columns[name].type in NUMERIC_TYPES else "category"
-        for name in use_case.features
-    }
+    numeric = set(use_case.numeric_features)
+    return {name: "number" if name in numeric else "category" for name in use_case.features}
 
 
 def record_columns(records: Sequence[Mapping[str, Any]], kinds: Mapping[str, Kind]) -> dict[str, np.ndarray]:

@@ -50,6 +50,28 @@ class TrainingRecord:
     compiled: CompiledModel | None = None
 
 
+def model_files(model: Any, *, compiled: bytes | None, workdir: Path) -> dict[str, Any]:
+    """How a model's MLflow directory is written (``mlflow.sklearn.save_model``/``log_model`` options).
+
+    The model as a skops file, which is what the service loads (``models.serialization``), and
+    the compiled model, listed in the sklearn flavor as ``extra_files/compiled_model.npz``.
+    ``workdir`` holds the compiled file until MLflow has copied it.
+    """
+    from skops.io import dumps, get_untrusted_types
+
+    extra_files = None
+    if compiled is not None:
+        (workdir / ARTIFACT_NAME).write_bytes(compiled)
+        extra_files = [str(workdir / ARTIFACT_NAME)]
+    return {
+        "serialization_format": "skops",
+        # skops refuses types it does not know; this model was produced by us a
+        # moment ago, so its own types are exactly the ones to trust.
+        "skops_trusted_types": get_untrusted_types(data=dumps(model)),
+        "extra_files": extra_files,
+    }
+
+
 class ModelRegistry(Protocol):
     def log_and_register(self, record: TrainingRecord) -> ModelVersionRef: ...
     def by_alias(self, name: str, alias: str) -> ModelVersionRef | None: ...
@@ -95,32 +117,22 @@ class MlflowRegistry:
     def log_and_register(self, record: TrainingRecord) -> ModelVersionRef:
         import mlflow.sklearn
         from mlflow.models import infer_signature
-        from skops.io import dumps, get_untrusted_types
 
         mlflow = self._mlflow
         self._activate()
         experiment_id = self._experiment_id(record.experiment)
         example = record.input_example
         signature = infer_signature(example, record.model.predict(example))
-        # skops refuses types it does not know; this model was produced by us a
-        # moment ago, so its own types are exactly the ones to trust.
-        trusted = get_untrusted_types(data=dumps(record.model))
-        with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp_root:
+        with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
             mlflow.log_params(record.params)
             mlflow.log_metrics(record.metrics)
             mlflow.set_tags(record.tags)
             for path in record.artifacts:
                 mlflow.log_artifact(str(path), artifact_path="plots")
-            with tempfile.TemporaryDirectory() as tmp:
-                ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-                record.reference.to_parquet(ref_path, index=False)
-                mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
-            extra_files = []
-            if record.compiled is not None:
-                # Listed in the MLmodel's sklearn flavor as extra_files/compiled_model.npz.
-                compiled_path = Path(tmp_root) / ARTIFACT_NAME
-                compiled_path.write_bytes(record.compiled.to_bytes())
-                extra_files.append(str(compiled_path))
+            ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+            record.reference.to_parquet(ref_path, index=False)
+            mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+            compiled = None if record.compiled is None else record.compiled.to_bytes()
             info = mlflow.sklearn.log_model(
                 record.model,
                 name="model",
@@ -129,8 +141,7 @@ class MlflowRegistry:
                 registered_model_name=record.model_name,
                 # Explicit requirements skip MLflow's slow inference in a subprocess.
                 pip_requirements=record.pip_requirements,
-                skops_trusted_types=trusted,
-                extra_files=extra_files or None,
+                **model_files(record.model, compiled=compiled, workdir=Path(tmp)),
             )
         version = str(info.registered_model_version)
         self.tag(record.model_name, version, record.tags)

@@ -5,8 +5,9 @@ same model as NumPy arrays (``extra_files/compiled_model.npz``, ``models.compile
 service serves the compiled model, which it loads with NumPy alone: a process whose versions
 all compiled starts without scikit-learn, SciPy, pandas or skops. A version without one (not
 compilable, or registered before it existed) is served through its pipeline, compiled at load
-when that reproduces it. For a tree model, the pipeline is loaded in the background too, so
-that large batches go through scikit-learn's compiled tree walk (``ModelCache``).
+when that reproduces it. For a tree model, the pipeline is loaded too (in the background when
+the service has nothing to serve yet), so that large batches go through scikit-learn's
+compiled tree walk (``ModelCache``).
 
 Two ways to the registry's files, one port (``ModelSource``):
 - ``RestModelSource`` talks to an MLflow tracking server over its REST API (the compose

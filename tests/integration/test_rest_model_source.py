@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -18,8 +15,8 @@ from models.registry import CHAMPION, PREVIOUS, MlflowRegistry, TrainingRecord
 from models.training import make_pipeline
 from pipelines.traffic import running_tracking_server
 from services.serving.model_store import ModelUnavailable, RestModelSource, load_pipeline, load_version
-from tests.conftest import ROOT
 from tests.support.records import BIKE_RECORD, json_records
+from tests.support.scripts import last_json_line
 
 MODEL = "bike-demand"  # the use case's name, in a registry of this module's own
 
@@ -106,11 +103,7 @@ def test_the_service_on_a_tracking_server_never_imports_mlflow(tracking_server: 
         "MLOPS_TRACKING_URI": tracking_server,
         "MLOPS_USE_CASE": "bike_demand",
     }
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"version": registered["versions"][0], "mlflow": False}
+    assert last_json_line(script, env=env) == {"version": registered["versions"][0], "mlflow": False}
 
 
 def test_a_compiled_version_loads_and_predicts_with_numpy_alone(tracking_server: str, registered: dict, bike):
@@ -128,11 +121,7 @@ def test_a_compiled_version_loads_and_predicts_with_numpy_alone(tracking_server:
         "print(json.dumps({'value': value, 'heavy': sorted(heavy)}))\n"
     )
     v1 = registered["versions"][0]
-    out = subprocess.run(
-        [sys.executable, "-c", script, v1], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    answer = last_json_line(script, v1)
     assert answer["heavy"] == []
     want = registered["models"][0].predict(feature_frame([BIKE_RECORD], bike))
     assert np.array_equal(answer["value"], want)

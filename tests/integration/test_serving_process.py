@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import httpx
 
 from pipelines.traffic import free_port, running_process, running_service
 from tests.conftest import ROOT
+from tests.support.scripts import last_json_line
 
 HEAVY = ("prefect", "great_expectations", "evidently")
 
@@ -67,10 +66,7 @@ def test_serving_process_never_imports_pipeline_dependencies(trained_state: Path
         f"print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r}))))\n"
     )
     env = {**os.environ, "MLOPS_STATE_DIR": str(trained_state), "MLOPS_USE_CASE": "bike_demand"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
-    )
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+    assert last_json_line(script, env=env) == []
 
 
 def test_native_thread_pools_loaded_after_start_keep_the_configured_size(trained_state: Path):
@@ -93,9 +89,6 @@ def test_native_thread_pools_loaded_after_start_keep_the_configured_size(trained
     )
     env = {**os.environ, "MLOPS_STATE_DIR": str(trained_state), "MLOPS_USE_CASE": "bike_demand"}
     env.pop("OMP_NUM_THREADS", None)
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
-    )
-    answer = json.loads(out.stdout.strip().splitlines()[-1])
+    answer = last_json_line(script, env=env)
     assert answer["joined"] is True
     assert ["openmp", 1] in answer["pools"] and all(threads == 1 for _, threads in answer["pools"])
