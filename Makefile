@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo demo-credit test test-fast lint format bench clean constraints up down status bench-quick wrk
+.PHONY: help install demo demo-credit test test-fast test-docker lint format bench bench-images clean constraints bench-quick wrk
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -28,11 +28,18 @@ demo: $(STAMP)  ## A year in production on the bike data (embedded defaults, sta
 demo-credit: $(STAMP)  ## The same loop for the credit-default classifier
 	$(BIN)/mlops demo --use-case credit_default --state-dir .mlops/credit
 
-test: $(STAMP)  ## All tests: unit, integration and end-to-end
-	$(BIN)/python -m pytest
+# The Docker tests need a container engine: tests/docker/engine.sh starts one when none answers
+# (installing it, as root on Debian, when missing) and stops what it started, tests passed or not.
+test: $(STAMP)  ## All tests: unit, integration, end-to-end and the stack on a container engine
+	@tests/docker/engine.sh up
+	@status=0; $(BIN)/python -m pytest || status=$$?; tests/docker/engine.sh down; exit $$status
 
 test-fast: $(STAMP)  ## The quick inner loop: everything but the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow"
+
+test-docker: $(STAMP)  ## Only the stack on a container engine: images built, `docker compose up`, faults
+	@tests/docker/engine.sh up
+	@status=0; $(BIN)/python -m pytest -m docker || status=$$?; tests/docker/engine.sh down; exit $$status
 
 lint: $(STAMP)  ## ruff and the import contracts
 	$(BIN)/ruff check .
@@ -42,15 +49,6 @@ lint: $(STAMP)  ## ruff and the import contracts
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
-
-up: $(STAMP)  ## The full stack without Docker: docker-compose.yml as local processes (needs .env, PostgreSQL)
-	$(BIN)/python -m deploy.launcher up
-
-down: $(STAMP)  ## Stop what `make up` started; data stays in .stack/ (ARGS=--volumes deletes it and the databases)
-	$(BIN)/python -m deploy.launcher down $(ARGS)
-
-status: $(STAMP)  ## State and health of each service that `make up` runs
-	$(BIN)/python -m deploy.launcher status
 
 # The serving benchmark's load generator. Installed from Debian's packages when missing and
 # possible (root with apt-get); otherwise the message says how.
@@ -65,6 +63,10 @@ bench: $(STAMP) wrk  ## Every benchmark; results are appended to benchmarks/RESU
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.demo_walltime
+
+bench-images: $(STAMP)  ## Image sizes and container cold start (docker start -> /ready); needs an engine
+	@tests/docker/engine.sh up
+	@status=0; $(BIN)/python -m benchmarks.images || status=$$?; tests/docker/engine.sh down; exit $$status
 
 bench-quick: $(STAMP) wrk  ## The serving goals in under two minutes: one JSON object of measured ratios
 	$(BIN)/python -m benchmarks.serving --quick

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -40,3 +43,22 @@ def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
         if engine.dialect.name == "postgresql":
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
         metadata.create_all(conn)
+        # create_all adds no index to a table that exists already (one made by an older release)
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                try:
+                    with conn.begin_nested():  # a failed CREATE must not abort the whole transaction
+                        index.create(conn, checkfirst=True)
+                except sa.exc.IntegrityError as err:  # rows written before the index already break it
+                    log.warning("index %s not created: existing rows violate it (%s)", index.name, err.orig)
+
+
+def insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> sa.Insert:
+    """INSERT that skips rows whose unique key is there already (ON CONFLICT DO NOTHING)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - the project runs on SQLite and PostgreSQL
+        raise NotImplementedError(f"no ON CONFLICT insert for {engine.dialect.name}")
+    return insert(table).on_conflict_do_nothing()

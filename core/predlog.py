@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from core.db import create_schema, make_engine
+from core.db import create_schema, insert_ignoring_duplicates, make_engine
 
 _metadata = sa.MetaData()
 
@@ -28,8 +28,8 @@ requests = sa.Table(
     "prediction_requests",
     _metadata,
     sa.Column("row_id", sa.Integer, primary_key=True, autoincrement=True),
-    # Not unique: a mirrored (shadow) answer, or a candidate that failed before stable answered,
-    # is logged as a second row of the same request.
+    # Not unique alone: a mirrored (shadow) answer, or a candidate that failed before stable answered,
+    # is logged as a second row of the same request, with another variant.
     sa.Column("request_id", sa.String(128), nullable=False, index=True),
     sa.Column("ts", sa.Float, nullable=False),
     sa.Column("use_case", sa.String(64), nullable=False),
@@ -44,6 +44,10 @@ requests = sa.Table(
     sa.Index("ix_prediction_requests_use_case_ts", "use_case", "ts"),
     # a rollout's analysis reads one version's newest requests, every second
     sa.Index("ix_prediction_requests_version_ts", "use_case", "model_version", "ts"),
+    # One answer per request and variant: a request that the gateway retried on another replica
+    # (the first one answered, then its connection broke) carries the same X-Request-ID, and is
+    # logged once.
+    sa.Index("ux_prediction_requests_request_variant", "request_id", "variant", unique=True),
 )
 
 labels = sa.Table(
@@ -156,7 +160,7 @@ class PredictionLog:
             for e in entries
         ]
         with self._engine.begin() as conn:
-            conn.execute(requests.insert(), rows)
+            conn.execute(insert_ignoring_duplicates(self._engine, requests), rows)
 
     def unknown_ids(self, ids: Iterable[str]) -> list[str]:
         wanted = list(dict.fromkeys(ids))
@@ -181,8 +185,10 @@ class PredictionLog:
         return [pid for pid in wanted if not known(*parsed[pid])]
 
     def add_feedback(self, pairs: Sequence[tuple[str, Any]], *, ts: float) -> None:
-        """Upsert labels; the latest label for an id wins (labels get corrected in practice)."""
-        ids = [pid for pid, _ in pairs]
+        """Upsert labels; the latest label for an id wins (labels get corrected in practice), within
+        one call too. Repeating a call (a retried request) stores the same labels once."""
+        latest = dict(pairs)
+        ids = list(latest)
         with self._engine.begin() as conn:
             for chunk in _chunks(ids):
                 conn.execute(labels.delete().where(labels.c.prediction_id.in_(chunk)))
@@ -190,7 +196,7 @@ class PredictionLog:
                 labels.insert(),
                 [
                     {"prediction_id": pid, "request_id": split_prediction_id(pid)[0], "label": _dumps(label), "ts": ts}
-                    for pid, label in pairs
+                    for pid, label in latest.items()
                 ],
             )
 

@@ -2,7 +2,9 @@
 
 Each rule returns the violations it finds as sentences that name the service;
 an empty list means the file keeps them all. The tests run them on the real
-file, and on broken copies to prove each rule can fail.
+file, and on broken copies to prove each rule can fail. (What Compose itself
+makes of the file, interpolation and start order included, the Docker tests
+see by running it.)
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from deploy.compose import Service
+import yaml
 
 SCHEMA = Path(__file__).with_name("schema") / "compose-spec.json"
 # Environment keys that hold a secret, and URLs that carry a password.
@@ -34,8 +36,19 @@ def schema_errors(data: dict[str, Any]) -> list[str]:
     ]
 
 
-def _environment(name: str, spec: dict[str, Any]) -> dict[str, str]:
-    return Service(name=name, spec=spec).environment
+def load(compose_file: Path) -> dict[str, Any]:
+    """The file as parsed YAML: anchors and ``<<`` merges resolved, variables not interpolated."""
+    data = yaml.safe_load(compose_file.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        raise ValueError(f"{compose_file} has no 'services' mapping")
+    return data
+
+
+def _environment(spec: dict[str, Any]) -> dict[str, str]:
+    env = spec.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] for item in env)
+    return {str(k): "" if v is None else str(v) for k, v in env.items()}
 
 
 def one_shot(data: dict[str, Any]) -> set[str]:
@@ -100,13 +113,28 @@ def secrets(data: dict[str, Any]) -> list[str]:
                 out.append(f"{where}: a URL carries a password that is not a required .env variable")
 
     for name, spec in data["services"].items():
-        for key, value in _environment(name, spec).items():
+        for key, value in _environment(spec).items():
             if SECRET_KEY.search(key) and not REQUIRED_VAR.match(value):
                 out.append(f"{name}: {key} must be a required variable from .env (${{{key}:?...}}), not '{value}'")
             check_url(f"{name}: {key}", value)
         command = spec.get("command") or []
         for arg in [command] if isinstance(command, str) else command:
             check_url(f"{name}: command", str(arg))
+    return out
+
+
+def fixed_internal_ports(data: dict[str, Any]) -> list[str]:
+    """Inside the stack a service listens on one fixed port; .env moves only the host side of a
+    published port. (A variable container port would break every address that names it, and a
+    host port on a scaled service would clash between its replicas.)"""
+    out = []
+    for name, spec in data["services"].items():
+        for port in spec.get("ports") or []:
+            container = str(port).rsplit(":", 1)[-1]
+            if not container.isdigit():
+                out.append(f"{name}: port '{port}': the container side must be a fixed number, not '{container}'")
+            elif ((spec.get("deploy") or {}).get("replicas") or 1) > 1:
+                out.append(f"{name}: port '{port}' is published by a replicated service; put it behind the gateway")
     return out
 
 
@@ -131,14 +159,23 @@ def telemetry(data: dict[str, Any]) -> list[str]:
     for name, spec in data["services"].items():
         if "build" not in spec:
             continue
-        env = _environment(name, spec)
+        env = _environment(spec)
         off = {k: v for k, v in TELEMETRY.items() if env.get(k) != v}
         if off:
             out.append(f"{name}: telemetry switches missing or on: {sorted(off)}")
     return out
 
 
-RULES = (healthchecks, dependencies, loopback_ports, restart_policies, secrets, named_volumes, telemetry)
+RULES = (
+    healthchecks,
+    dependencies,
+    loopback_ports,
+    fixed_internal_ports,
+    restart_policies,
+    secrets,
+    named_volumes,
+    telemetry,
+)
 
 
 def violations(data: dict[str, Any]) -> list[str]:

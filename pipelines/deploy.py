@@ -31,6 +31,32 @@ def rollout_request(
     return {**config, **(overrides or {}), "strategy": strategy, "candidate_version": candidate_version}
 
 
+def _same_rollout_running(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The active rollout, when it is the one ``body`` asks for (same candidate and strategy)."""
+    current = client.get("/admin/rollouts/current")
+    if current.status_code != 200:
+        return None
+    rollout = current.json()
+    same = (rollout["candidate_version"], rollout["strategy"]) == (body["candidate_version"], body["strategy"])
+    return rollout if same else None
+
+
+def _poll(client: httpx.Client, path: str, *, last: dict[str, Any], logger: Any) -> dict[str, Any]:
+    """The rollout now, or as last seen while the service cannot say: the rollout goes on in the
+    service whatever happens to this poll (a replica restarting, its database restarting), so a
+    failed look is retried at the next one rather than ending the flow."""
+    try:
+        response = client.get(path)
+    except httpx.TransportError as err:
+        logger.warning("rollout %s: the service did not answer (%s); looking again", last["id"], err)
+        return last
+    if response.status_code >= 500:
+        logger.warning("rollout %s: the service answered %d; looking again", last["id"], response.status_code)
+        return last
+    response.raise_for_status()
+    return response.json()
+
+
 @flow(name="deploy", log_prints=True)
 def deploy_flow(
     use_case: str,
@@ -63,9 +89,14 @@ def deploy_flow(
     headers = {"X-Admin-Token": rt.settings.admin_token, "X-Actor": "deploy-flow"}
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30) as client:
         started = client.post("/admin/rollouts", json=body)
-        if started.status_code != 201:
+        if started.status_code == 201:
+            rollout = started.json()
+        elif started.status_code == 409 and (same := _same_rollout_running(client, body)) is not None:
+            # The gateway retried the request on another replica after the first had started it.
+            logger.info("rollout %s of v%s is running already; following it", same["id"], candidate_version)
+            rollout = same
+        else:
             raise DeployError(f"the service refused the rollout ({started.status_code}): {started.text}")
-        rollout = started.json()
         logger.info("rollout %s: %s of v%s started", rollout["id"], body["strategy"], candidate_version)
         deadline = time.monotonic() + timeout_s
         while rollout["phase"] not in TERMINAL:
@@ -73,7 +104,7 @@ def deploy_flow(
                 rollout = client.post(f"/admin/rollouts/{rollout['id']}/abort").json()
                 break
             time.sleep(0.5)
-            rollout = client.get(f"/admin/rollouts/{rollout['id']}").json()
+            rollout = _poll(client, f"/admin/rollouts/{rollout['id']}", last=rollout, logger=logger)
         why = client.get(f"/admin/rollouts/{rollout['id']}/why").text
     outcome = {
         "rollout_id": rollout["id"],

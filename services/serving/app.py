@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import orjson
+import sqlalchemy as sa
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -44,7 +47,9 @@ from services.serving.schemas import (
 )
 from services.serving.settings import ServingSettings
 
+logger = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,96}$")
+OUTCOMES = ("ok", "error")  # of a prediction, in the mlops_predictions counter
 
 
 def _parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
@@ -179,6 +184,7 @@ def create_app(
             clock=clock or SystemClock(),
             sync_interval=settings.sync_interval_seconds,
             control_interval=settings.control_interval_seconds,
+            registry_check_interval=settings.registry_check_interval_seconds,
             compile_models=settings.compile_models,
             predict_jobs=settings.predict_threads,
         )
@@ -208,6 +214,18 @@ def create_app(
             {"detail": [_json_safe(e) for e in exc.errors()]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
         )
 
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    async def database_unavailable(_: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+        # A database restart or failover: the request may succeed in a moment, on this replica or another
+        # (the gateway retries a 503 elsewhere). A 500 would say the request itself is at fault.
+        logger.warning("database unavailable: %s", exc.orig)
+        return JSONResponse(
+            {"detail": f"the service's database is unavailable ({type(exc.orig).__name__}); retry shortly"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "2"},
+        )
+
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/health")
@@ -217,14 +235,16 @@ def create_app(
 
     @app.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
     async def ready(state: State) -> Any:
-        """A model is loaded and predictions can be served."""
-        snap = state.control.snapshot
+        """A model is loaded and predictions can be served (with the registry down too: it says so)."""
+        snap, control = state.control.snapshot, state.control
         body = Readiness(
             ready=snap is not None,
             use_case=state.use_case.name,
             model_name=state.use_case.model_name,
             model_version=snap.stable.version if snap else None,
-            reason=None if snap else state.control.last_error,
+            reason=None if snap else control.last_error,
+            registry="ok" if control.registry_error is None else "unreachable",
+            registry_error=control.registry_error,
         )
         return JSONResponse(body.model_dump(), status_code=200 if snap else 503)
 
@@ -301,7 +321,13 @@ def create_app(
     async def feedback(body: FeedbackRequest, state: State) -> FeedbackResponse:
         """Ground truth for earlier predictions. All-or-nothing: unknown ids reject the whole request."""
         await state.writer.flush()  # predictions answered a moment ago may still be in the queue
-        unknown = state.log.unknown_ids(label.id for label in body.labels)
+        unknown = await asyncio.to_thread(state.log.unknown_ids, [label.id for label in body.labels])
+        # Behind a gateway the prediction may have been answered by another replica, whose writer
+        # can hold it for a moment (MLOPS_LOG_LINGER_MS): look again for a bounded time.
+        deadline = time.monotonic() + state.settings.feedback_wait_ms / 1000
+        while unknown and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            unknown = await asyncio.to_thread(state.log.unknown_ids, unknown)
         if unknown:
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND,
@@ -339,7 +365,7 @@ def _record(
     request_id: str,
     records: list[dict[str, Any]],
 ) -> LoggedRequest:
-    _count(state, model.version, variant, "error" if error else "ok", len(records), latency)
+    _count(state, model.version, variant, "error" if error else "ok", len(records), latency)  # one of OUTCOMES
     return state.log_entry(
         request_id=request_id,
         records=records,
@@ -385,6 +411,9 @@ async def _mirror(state: ServiceState, candidate: LoadedModel, request_id: str, 
 
 def _count(state: ServiceState, version: str, variant: str, outcome: str, n: int, latency_ms: float) -> None:
     state.metrics.requests.labels(model_version=version, variant=variant).inc()
+    # Both outcomes exist from a version's first request on, so that an error-rate query reads 0, not "no data".
+    for each in OUTCOMES:
+        state.metrics.predictions.labels(model_version=version, variant=variant, outcome=each)
     state.metrics.predictions.labels(model_version=version, variant=variant, outcome=outcome).inc(n)
     state.metrics.latency.labels(model_version=version, variant=variant).observe(latency_ms / 1000)
 

@@ -92,6 +92,7 @@ class Control:
         clock: Clock,
         sync_interval: float = 0.5,
         control_interval: float = 1.0,
+        registry_check_interval: float = 5.0,
         compile_models: bool = True,
         predict_jobs: int | None = None,
     ) -> None:
@@ -109,8 +110,12 @@ class Control:
         self.clock = clock
         self.sync_interval = sync_interval
         self.control_interval = control_interval
+        self.registry_check_interval = registry_check_interval
         self.snapshot: Snapshot | None = None
         self.last_error: str | None = "not loaded yet"
+        # Why the registry could not be read at the last look; None while it answers. Loaded versions
+        # keep serving without it: only a new version (a rollout, a promotion elsewhere) needs it.
+        self.registry_error: str | None = None
         self._release: tuple[float, set[str]] | None = None  # (when, versions to keep after it)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -121,6 +126,7 @@ class Control:
         self._tasks = [
             asyncio.create_task(self._loop(self.sync, self.sync_interval), name="rollout-sync"),
             asyncio.create_task(self._loop(self.control, self.control_interval), name="rollout-control"),
+            asyncio.create_task(self._loop(self.check_registry, self.registry_check_interval), name="registry-check"),
         ]
 
     async def stop(self) -> None:
@@ -135,6 +141,19 @@ class Control:
                 await step()
             except Exception:  # a bad iteration must not stop the loop
                 log.exception("%s failed", step.__name__)
+
+    async def check_registry(self) -> None:
+        """Look the champion up, only to learn whether the registry answers (reported by /ready)."""
+        try:
+            await asyncio.to_thread(self.source.alias_version, self.model_name, "champion")
+        except Exception as err:  # noqa: BLE001 - any failure means the same to a reader of /ready
+            if self.registry_error is None:
+                log.warning("the model registry does not answer; serving the loaded versions: %s", err)
+            self.registry_error = f"{type(err).__name__}: {err}"[:500]
+        else:
+            if self.registry_error is not None:
+                log.info("the model registry answers again")
+            self.registry_error = None
 
     async def sync(self) -> None:
         """Read the shared state, load what it names, swap the snapshot."""

@@ -23,6 +23,7 @@ pipeline with one trust rule (``models.serialization``). ``model_source_for`` pi
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ from urllib.parse import quote, unquote, urlencode, urlparse
 
 import numpy as np
 
+from core.startup import redact
 from core.usecase import UseCase
 from models.compiled import ARTIFACT_NAME, CompiledModel, InvalidCompiledModel
 from models.metrics import model_output
@@ -292,6 +294,12 @@ def model_source_for(tracking_uri: str) -> ModelSource:
     """REST for a tracking server; the MLflow client for a database or folder URI."""
     if urlparse(tracking_uri).scheme in ("http", "https"):
         return RestModelSource(tracking_uri=tracking_uri)
+    if importlib.util.find_spec("mlflow") is None:  # the serving image has no MLflow client
+        raise ModelUnavailable(
+            f"the tracking URI '{redact(tracking_uri)}' is a database or folder, which only the MLflow client "
+            "reads, and it is not installed: point MLOPS_TRACKING_URI at a tracking server (http://...), "
+            "or install the pipelines extra (pip install 'mlops-loop[pipelines]')"
+        )
     return RegistryModelSource(tracking_uri=tracking_uri)
 
 

@@ -23,12 +23,19 @@ class AsyncPredictionLogWriter:
     """
 
     def __init__(
-        self, store: PredictionLog, *, max_queue: int, max_records: int = 20_000, linger_s: float = 0.0
+        self,
+        store: PredictionLog,
+        *,
+        max_queue: int,
+        max_records: int = 20_000,
+        linger_s: float = 0.0,
+        max_retry_delay_s: float = 2.0,
     ) -> None:
         self._store = store
         self._queue: asyncio.Queue[LoggedRequest] = asyncio.Queue(maxsize=max_queue)
         self._max_records = max_records
         self._linger_s = linger_s
+        self._max_retry_delay_s = max_retry_delay_s
         self._flush_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,16 +73,27 @@ class AsyncPredictionLogWriter:
                     self._queue.task_done()
 
     async def _write_with_retry(self, batch: list[LoggedRequest]) -> None:
-        delay = 0.1
-        for attempt in range(1, 6):
+        """Write until the store takes the batch: a database restart must not lose answered requests.
+
+        Meanwhile the queue fills and requests wait on it (back-pressure); the backoff is capped so
+        the writer notices within seconds that the database is back.
+        """
+        delay, attempt = 0.1, 0
+        while True:
+            attempt += 1
             try:
                 await asyncio.to_thread(self._store.write, batch)
-                return
-            except Exception:  # a failing store must not kill the writer
-                log.exception("prediction log write failed (attempt %d/5, %d requests)", attempt, len(batch))
+            except Exception as err:  # a failing store must not kill the writer
+                if attempt == 1:
+                    log.exception("prediction log write failed (%d requests); retrying until it succeeds", len(batch))
+                else:
+                    log.warning("prediction log write failed again (attempt %d): %s", attempt, err)
                 await asyncio.sleep(delay)
-                delay *= 2
-        log.error("dropping %d logged requests after 5 failed writes", len(batch))
+                delay = min(delay * 2, self._max_retry_delay_s)
+            else:
+                if attempt > 1:
+                    log.info("prediction log written after %d attempts", attempt)
+                return
 
     async def stop(self) -> None:
         await self.flush()

@@ -99,3 +99,9 @@ class Readiness(BaseModel):
     model_name: str
     model_version: str | None = None
     reason: str | None = None
+    registry: Literal["ok", "unreachable"] = Field(
+        default="ok", description="Whether the model registry answered at the last look (every few seconds)."
+    )
+    registry_error: str | None = Field(
+        default=None, description="Why not, while it does not: loaded versions keep serving, new ones cannot load."
+    )

@@ -23,13 +23,21 @@ class ServingSettings(CommonSettings):
     log_queue_size: int = Field(
         default=100_000,
         ge=1,
-        description="Answered requests the prediction-log writer may hold; when full, requests wait (none is dropped).",
+        description="Answered requests the prediction-log writer may hold; when full, requests wait. A failing "
+        "database is retried until it answers again: no answered request is dropped.",
     )
     log_linger_ms: float = Field(
         default=50,
         ge=0,
         le=1000,
         description="How long the prediction-log writer waits to gather rows into one INSERT.",
+    )
+    feedback_wait_ms: float = Field(
+        default=2000,
+        ge=0,
+        le=30_000,
+        description="How long /feedback keeps looking for prediction ids it does not find: behind a gateway, "
+        "another replica may have answered them a moment ago and not yet written them to the log.",
     )
     state_db_url: str | None = Field(
         default=None, description="Rollout state shared by replicas; defaults to the prediction log's database."
@@ -66,6 +74,9 @@ class ServingSettings(CommonSettings):
     )
     sync_interval_seconds: float = Field(default=0.5, gt=0, description="How often a replica re-reads shared state.")
     control_interval_seconds: float = Field(default=1.0, gt=0, description="How often rollouts are advanced.")
+    registry_check_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often the model registry is asked whether it answers (shown by /ready)."
+    )
 
     @property
     def resolved_state_db_url(self) -> str:

@@ -45,6 +45,9 @@ def test_prediction_log_and_feedback_on_postgres(pg_url: str):
     )
     assert log.unknown_ids(["r1", "r2", "b/1", "b/2", "b"]) == ["r2", "b/2", "b"]
     log.add_feedback([("r1", 3.0), ("b/1", 6.0)], ts=11.0)
+    # a request retried on another replica, labels sent twice: each is stored once
+    log.write([LoggedRequest("r1", 10.5, "uc", "m", "1", "stable", [{"x": 1}], [2.5], 1.0)])
+    log.add_feedback([("r1", 3.0), ("r1", 3.0)], ts=11.0)
     rows = log.window(use_case="uc", since=0, until=100)
     assert [(r.prediction_id, r.prediction, r.label, r.features) for r in rows] == [
         ("r1", 2.5, 3.0, {"x": 1}),

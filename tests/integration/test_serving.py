@@ -132,6 +132,24 @@ def test_feedback_for_unknown_ids_stores_nothing(client, tmp_path):
     assert log.window(use_case="bike_demand", since=0, until=1e12)[0].label is None
 
 
+def test_feedback_waits_for_a_prediction_that_another_replica_is_still_writing(client, tmp_path):
+    """Behind the gateway, the label may reach this replica before the other one has logged the prediction."""
+    import threading
+
+    from core.predlog import LoggedRequest
+
+    def other_replica_writes() -> None:
+        PredictionLog(f"sqlite:///{tmp_path / 'log.db'}").write(
+            [LoggedRequest("elsewhere", time.time(), "bike_demand", "bike-demand", "1", "stable", [RECORD], [9.0], 1.0)]
+        )
+
+    writer = threading.Timer(0.4, other_replica_writes)
+    writer.start()
+    r = client.post("/feedback", json={"labels": [{"id": "elsewhere", "label": 10.0}]})
+    writer.join()
+    assert r.status_code == 200 and r.json() == {"accepted": 1}
+
+
 def test_admin_reload_needs_the_token(client):
     assert client.post("/admin/reload").status_code == 401
     assert client.post("/admin/reload", headers={"X-Admin-Token": "wrong"}).status_code == 403
@@ -180,3 +198,67 @@ def test_the_served_version_starts_from_its_compiled_model_and_takes_on_its_pipe
     assert served.pipeline is not None and served.compiled.native is served.pipeline.steps[-1][1]
     model = MlflowRegistry(tracking_uri=StateLayout(trained_state).tracking_uri).load("bike-demand", "1")
     np.testing.assert_allclose(values, model.predict(feature_frame(batch, bike)), rtol=1e-9)
+
+
+class SwitchableRegistry:
+    """The real registry (the ModelSource port), which a test can take away as a stopped server would be."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.down = inner, False
+
+    def _check(self) -> None:
+        if self.down:
+            raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        self._check()
+        return self.inner.alias_version(name, alias)
+
+    def read_file(self, name: str, version: str, path: str) -> bytes:
+        self._check()
+        return self.inner.read_file(name, version, path)
+
+    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
+        self._check()
+        self.inner.record_promotion(name, new=new, old=old)
+
+
+def test_without_the_registry_the_loaded_model_serves_and_ready_says_so(trained_state, tmp_path):
+    from services.serving.model_store import model_source_for
+
+    settings = _settings(
+        trained_state, prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}", registry_check_interval_seconds=0.1
+    )
+    registry = SwitchableRegistry(model_source_for(settings.resolved_tracking_uri))
+    with TestClient(create_app(settings, model_source=registry)) as c:
+        assert c.get("/ready").json()["registry"] == "ok"
+        registry.down = True
+        deadline = time.monotonic() + 10
+        while (ready := c.get("/ready").json())["registry"] == "ok" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready["ready"] and ready["registry"] == "unreachable" and "Connection refused" in ready["registry_error"]
+        assert c.post("/predict", json=RECORD).status_code == 200  # the loaded version keeps answering
+        registry.down = False
+        deadline = time.monotonic() + 10
+        while (ready := c.get("/ready").json())["registry"] != "ok" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready["registry"] == "ok" and ready["registry_error"] is None
+
+
+class RestartingDatabaseLog(PredictionLog):
+    """The real prediction log, whose database goes away (a restart) for the lookups of /feedback."""
+
+    def unknown_ids(self, ids):
+        import sqlalchemy as sa
+
+        raise sa.exc.OperationalError("SELECT ...", {}, ConnectionRefusedError("connection refused"))
+
+
+def test_a_database_that_is_restarting_gets_a_503_to_retry_not_a_500(trained_state, tmp_path):
+    settings = _settings(trained_state)
+    log = RestartingDatabaseLog(f"sqlite:///{tmp_path / 'log.db'}")
+    with TestClient(create_app(settings, prediction_log=log), raise_server_exceptions=False) as c:
+        predicted = c.post("/predict", json=RECORD).json()["predictions"][0]["id"]
+        r = c.post("/feedback", json={"labels": [{"id": predicted, "label": 1.0}]})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+    assert "database is unavailable" in r.json()["detail"]

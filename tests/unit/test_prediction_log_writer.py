@@ -66,3 +66,31 @@ def test_a_write_closes_at_the_record_limit_not_the_request_count():
 
     # a write closes once it holds 1,000 records: two requests of 600 each, not all four
     assert asyncio.run(scenario()) == [2, 2]
+
+
+class FlakyStore(FakeStore):
+    """A database that is down for its first ``failures`` writes (a restart), then takes them."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def write(self, records) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("server closed the connection unexpectedly")
+        super().write(records)
+
+
+def test_a_database_that_is_down_for_a_while_loses_no_row():
+    async def scenario() -> tuple[list[int], int]:
+        store = FlakyStore(failures=12)  # more than any fixed number of attempts would ride out
+        writer = AsyncPredictionLogWriter(store, max_queue=100, max_retry_delay_s=0.01)  # type: ignore[arg-type]
+        writer.start()
+        await writer.submit([_record(i) for i in range(5)])
+        await asyncio.wait_for(writer.flush(), timeout=10)
+        await writer.stop()
+        return store.batches, store.failures
+
+    batches, failures_left = asyncio.run(scenario())
+    assert failures_left == 0 and sum(batches) == 5

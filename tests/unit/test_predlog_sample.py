@@ -72,3 +72,32 @@ def test_the_sample_reads_only_the_requests_it_needs(tmp_path):
     with log._engine.connect() as conn:
         assert len(conn.exec_driver_sql(read, params).all()) == 3  # the JSON of three requests, no more
     log.close()
+
+
+def test_a_retried_request_is_logged_once_and_repeated_labels_are_stored_once(tmp_path):
+    """The gateway retries a request on another replica with the same X-Request-ID; clients repeat /feedback."""
+    log = PredictionLog(f"sqlite:///{tmp_path / 'p.db'}")
+    first = LoggedRequest("r", 1.0, "u", "m", "1", "stable", [{"x": 1}], [2.0], 1.0)
+    log.write([first])
+    log.write([first, LoggedRequest("r", 1.1, "u", "m", "2", "shadow", [{"x": 1}], [3.0], 1.0)])  # the retry
+    log.add_feedback([("r", 5.0), ("r", 7.0)], ts=2.0)  # one id twice in one call: the last wins
+    log.add_feedback([("r", 7.0)], ts=2.0)  # the call repeated
+    window = log.window(use_case="u", since=0, until=10)
+    assert [(r.prediction_id, r.prediction, r.label) for r in window] == [("r", 2.0, 7.0)]
+    assert log.paired(use_case="u", since=0, until=10) == [(2.0, 3.0)]  # the shadow answer is its own row
+    log.close()
+
+
+def test_the_unique_index_is_added_to_a_table_an_older_release_made(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # the table as it was, without the index
+        conn.execute(sa.text("CREATE TABLE prediction_requests (row_id INTEGER PRIMARY KEY, request_id VARCHAR(128) "
+                             "NOT NULL, ts FLOAT NOT NULL, use_case VARCHAR(64) NOT NULL, model_name VARCHAR(128) NOT "
+                             "NULL, model_version VARCHAR(32) NOT NULL, variant VARCHAR(32) NOT NULL DEFAULT 'stable', "
+                             "n_records INTEGER NOT NULL, features TEXT NOT NULL, predictions TEXT, latency_ms FLOAT "
+                             "NOT NULL, error TEXT)"))  # fmt: skip
+    PredictionLog(url).close()
+    indexes = {i["name"]: i["unique"] for i in sa.inspect(engine).get_indexes("prediction_requests")}
+    assert indexes.get("ux_prediction_requests_request_variant") in (True, 1)
+    engine.dispose()

@@ -25,3 +25,11 @@ def test_the_workflow_lints_tests_and_runs_the_loop_with_artifacts():
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_test_brings_the_engine_for_the_docker_tests_and_stops_it_after_a_failure_too():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest: ")[1].split("\n\n")[0]
+    assert "tests/docker/engine.sh up" in recipe
+    # the engine is released whatever pytest returned, and pytest's status is what make returns
+    assert "python -m pytest || status=$$?; tests/docker/engine.sh down; exit $$status" in recipe

@@ -1,4 +1,8 @@
-"""docker-compose.yml without a Docker engine: the Compose Specification's schema, our rules, the wiring."""
+"""docker-compose.yml without a Docker engine: the Compose Specification's schema, our rules, the wiring.
+
+What Compose makes of the file when it runs (interpolation, start order, health) the Docker tests
+see on a real engine (tests/e2e/docker/).
+"""
 
 from __future__ import annotations
 
@@ -12,11 +16,10 @@ import pytest
 import yaml
 
 from deploy import rules
-from deploy.compose import ComposeError, load, read_env_file, services, start_order
+from deploy.rules import load
 from tests.conftest import ROOT
 
 COMPOSE = ROOT / "docker-compose.yml"
-SECRETS = {"POSTGRES_PASSWORD": "pw-0123456789", "MLOPS_ADMIN_TOKEN": "t" * 24, "GRAFANA_ADMIN_PASSWORD": "g" * 16}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def test_the_file_is_valid_against_the_compose_specification(data):
 
 def test_the_schema_check_catches_an_invalid_file(broken):
     broken["services"]["mlflow"]["healthcheck"]["retries"] = "many"
-    broken["services"]["gateway"]["depends_on"]["serving-1"]["condition"] = "service_ready"
+    broken["services"]["gateway"]["depends_on"]["serving"]["condition"] = "service_ready"
     errors = rules.schema_errors(broken)
     assert any("retries" in e for e in errors) and any("service_ready" in e for e in errors)
 
@@ -46,8 +49,7 @@ def test_the_file_keeps_every_rule(data):
 
 def test_the_stack_has_every_service_the_loop_needs(data):
     assert {
-        "postgres", "mlflow", "prefect-server", "worker", "serving-1", "serving-2", "gateway",
-        "prometheus", "grafana", "evidently",
+        "postgres", "mlflow", "prefect-server", "worker", "serving", "gateway", "prometheus", "grafana", "evidently",
     } <= set(data["services"])  # fmt: skip
 
 
@@ -56,8 +58,8 @@ def test_the_stack_has_every_service_the_loop_needs(data):
     [
         (lambda d: d["services"]["mlflow"].pop("healthcheck"), "mlflow: a long-running service needs a healthcheck"),
         (
-            lambda d: d["services"]["gateway"]["depends_on"].update({"serving-1": {"condition": "service_started"}}),
-            "gateway: depends on serving-1 with condition service_started",
+            lambda d: d["services"]["gateway"]["depends_on"].update({"serving": {"condition": "service_started"}}),
+            "gateway: depends on serving with condition service_started",
         ),
         (lambda d: d["services"]["mlflow"].update(ports=["5000:5000"]), "mlflow: port '5000:5000' is published"),
         (lambda d: d["services"]["worker"].pop("restart"), "worker: no restart policy"),
@@ -76,7 +78,15 @@ def test_the_stack_has_every_service_the_loop_needs(data):
             "mlflow: command: a URL carries a password",
         ),
         (lambda d: d["services"]["worker"]["volumes"].append("cache:/data/cache"), "worker: volume 'cache' is not"),
-        (lambda d: d["services"]["gateway"]["environment"].pop("DO_NOT_TRACK"), "gateway: telemetry switches"),
+        (lambda d: d["services"]["serving"]["environment"].pop("DO_NOT_TRACK"), "serving: telemetry switches"),
+        (
+            lambda d: d["services"]["mlflow"].update(ports=["127.0.0.1:5000:${MLFLOW_PORT}"]),
+            "mlflow: port '127.0.0.1:5000:${MLFLOW_PORT}': the container side must be a fixed number",
+        ),
+        (
+            lambda d: d["services"]["serving"].update(ports=["127.0.0.1:8001:8000"]),
+            "serving: port '127.0.0.1:8001:8000' is published by a replicated service",
+        ),
     ],
     ids=[
         "healthcheck",
@@ -88,6 +98,8 @@ def test_the_stack_has_every_service_the_loop_needs(data):
         "url",
         "volume",
         "telemetry",
+        "internal-port",
+        "replicated-port",
     ],
 )
 def test_each_rule_catches_its_violation(broken, breakage, expected):
@@ -96,73 +108,79 @@ def test_each_rule_catches_its_violation(broken, breakage, expected):
     assert any(v.startswith(expected) for v in found), found
 
 
+ENV_VARIABLE = re.compile(r"^([A-Z][A-Z0-9_]*)=", re.M)
+
+
 def test_every_variable_the_file_uses_is_documented_in_env_example():
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", COMPOSE.read_text()))
-    documented = set(read_env_file(ROOT / ".env.example"))
+    documented = set(ENV_VARIABLE.findall((ROOT / ".env.example").read_text()))
     assert used - documented == set()
 
 
-def test_a_missing_secret_is_a_clear_error(data):
-    env = read_env_file(ROOT / ".env.example")  # as copied, secrets still empty
-    with pytest.raises(
-        ComposeError,
-        match=r"required variable (POSTGRES_PASSWORD|MLOPS_ADMIN_TOKEN|GRAFANA_ADMIN_PASSWORD) "
-        r"is missing a value: set \w+ in \.env",
-    ):
-        services(data, env)
+def test_each_secret_is_required_with_a_message_that_names_the_file(data):
+    text = COMPOSE.read_text()
+    for secret in ("POSTGRES_PASSWORD", "MLOPS_ADMIN_TOKEN", "GRAFANA_ADMIN_PASSWORD"):
+        uses = re.findall(rf"\$\{{{secret}[^}}]*\}}", text)
+        assert uses and set(uses) == {f"${{{secret}:?set {secret} in .env (see .env.example)}}"}, uses
 
 
-def test_env_example_with_its_secrets_set_yields_the_documented_defaults(data):
-    env = {**read_env_file(ROOT / ".env.example"), **SECRETS}
-    stack = services(data, env)
-    assert stack["gateway"].ports[0].target == 8000
-    assert stack["serving-1"].environment["MLOPS_ADMIN_TOKEN"] == SECRETS["MLOPS_ADMIN_TOKEN"]
-    assert stack["serving-1"].environment["MLOPS_DEV_MODE"] == "false"
-    # the replicas share one rollout state and one prediction log
-    urls = {stack[r].environment["MLOPS_STATE_DB_URL"] for r in ("serving-1", "serving-2")}
-    assert urls == {f"postgresql+psycopg://postgres:{SECRETS['POSTGRES_PASSWORD']}@postgres:5432/serving"}
-    # each service listens on a port of its own, so the same file runs without containers
-    targets = [p.target for s in stack.values() for p in s.ports]
-    assert len(targets) == len(set(targets))
+def test_the_service_is_replicated_behind_nginx_and_shares_one_state(data):
+    services = data["services"]
+    serving, gateway = services["serving"], services["gateway"]
+    assert serving["deploy"]["replicas"] == 2 and "ports" not in serving  # reached through the gateway only
+    assert serving["command"][-1] == "8000" and serving["healthcheck"]["test"][-1] == "http://127.0.0.1:8000/ready"
+    env = serving["environment"]
+    assert env["MLOPS_STATE_DB_URL"] == env["MLOPS_PREDICTION_LOG_URL"] and env["MLOPS_DEV_MODE"] == "false"
+    assert gateway["image"].startswith("nginx:") and gateway["ports"] == ["127.0.0.1:${GATEWAY_PORT:-8000}:8000"]
+    assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in gateway["volumes"]
+    assert services["worker"]["environment"]["MLOPS_SERVING_URL"] == "http://gateway:8000"
 
 
-def test_services_start_after_what_they_need(data):
-    order = start_order(services(data, {**read_env_file(ROOT / ".env.example"), **SECRETS}))
-    before = lambda a, b: order.index(a) < order.index(b)  # noqa: E731
-    assert before("postgres", "mlflow") and before("postgres", "prefect-server")
-    assert before("mlflow", "bootstrap") and before("bootstrap", "serving-1") and before("bootstrap", "worker")
-    assert before("serving-1", "gateway") and before("serving-2", "gateway")
+def test_nginx_balances_per_request_retries_safely_and_keeps_the_body_limit(data):
+    conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    assert re.search(r"server serving:8000 resolve\b", conf) and "zone serving" in conf  # replicas found by name
+    assert re.search(r"^\s*keepalive \d+;", conf, re.M) and 'proxy_set_header Connection "";' in conf
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;" in conf
+    assert "proxy_set_header X-Request-ID $mlops_request_id;" in conf and "X-Forwarded-For" in conf
+    assert "$upstream_addr" in conf and "$upstream_response_time" in conf  # the access log
+    limit = re.search(r"client_max_body_size (\d+)m;", conf)
+    served = int(data["services"]["serving"]["environment"]["MLOPS_MAX_BODY_BYTES"])
+    assert limit and int(limit.group(1)) * 1024 * 1024 == served
 
 
-def test_a_dependency_cycle_is_reported(data):
-    cyclic = copy.deepcopy(data)
-    cyclic["services"]["postgres"]["depends_on"] = {"gateway": {"condition": "service_healthy"}}
-    with pytest.raises(ComposeError, match="dependency cycle"):
-        start_order(services(cyclic, {**read_env_file(ROOT / ".env.example"), **SECRETS}))
+def stages(dockerfile: str) -> dict[str, tuple[str, str]]:
+    """Stage name -> (what it is built FROM, its instructions)."""
+    parts = re.split(r"^FROM\s+(\S+)\s+AS\s+([\w-]+)\s*$", dockerfile, flags=re.M)
+    return {name: (base, body) for base, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True)}
 
 
-def test_the_serving_replicas_and_the_gateway_use_the_image_without_pipeline_libraries(data):
-    for name in ("serving-1", "serving-2", "gateway"):
-        assert data["services"][name]["build"]["target"] == "serving", name
-    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
-    assert re.search(r"^FROM .* AS serving$", dockerfile, re.M) and re.search(
-        r"^FROM serving AS platform$", dockerfile, re.M
-    )
-    # the serving stage installs the base dependencies only, from the pinned constraints
-    serving_stage = dockerfile.split("FROM serving AS platform")[0]
-    steps = "\n".join(line for line in serving_stage.splitlines() if not line.lstrip().startswith("#"))
-    assert "-c constraints.txt" in steps
+def test_the_serving_image_is_built_without_pipeline_libraries(data):
+    assert data["services"]["serving"]["build"]["target"] == "serving"
+    assert {s["build"]["target"] for s in data["services"].values() if "build" in s} == {"serving", "platform"}
+    built = stages((ROOT / "deploy" / "Dockerfile").read_text())
+    # serving: its dependencies and the code, nothing from the pipelines extra anywhere in its chain
+    chain, name = [], "serving"
+    while name in built:
+        chain.append(built[name][1])
+        name = built[name][0]
+    steps = "\n".join(line for body in chain for line in body.splitlines() if not line.lstrip().startswith("#"))
+    assert "-c constraints.txt" in steps and "slim-site-packages" in steps
     assert "optional-dependencies" not in steps and "[pipelines" not in steps
-    assert "find_spec(m) for m in ('prefect', 'great_expectations', 'evidently')" in steps  # the build checks it
+    assert "('prefect', 'great_expectations', 'evidently', 'mlflow')" in steps  # the build checks it
+    # both images take the one copy of the code, after their dependency layers
+    assert built["serving"][0] == "serving-deps" and built["platform"][0] == "platform-deps"
+    assert built["platform-deps"][0] == "serving-deps" and built["source"][0] == "scratch"
+    assert all("COPY --from=source /app /app" in built[image][1] for image in ("serving", "platform"))
 
 
-def test_prometheus_scrapes_both_replicas_and_the_pushgateway_at_their_default_ports(data):
-    env = {**read_env_file(ROOT / ".env.example"), **SECRETS}
-    stack = services(data, env)
+def test_prometheus_finds_every_replica_by_name_and_scrapes_the_pushgateway(data):
     config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
-    targets = {t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]}
-    expected = {f"{name}:{stack[name].ports[0].target}" for name in ("serving-1", "serving-2", "pushgateway")}
-    assert targets == expected
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["serving"]["dns_sd_configs"] == [
+        {"names": ["serving"], "type": "A", "port": 8000, "refresh_interval": "5s"}
+    ]
+    assert jobs["pipelines"]["static_configs"][0]["targets"] == ["pushgateway:9091"]
+    assert data["services"]["pushgateway"]["command"] == ["--web.listen-address=0.0.0.0:9091"]
 
 
 def test_the_dashboard_only_queries_metrics_that_exist():
@@ -192,16 +210,14 @@ def test_grafana_is_provisioned_from_files():
 
 
 def test_the_postgres_init_script_creates_every_database_the_services_use(data):
-    env = {**read_env_file(ROOT / ".env.example"), **SECRETS}
-    stack = services(data, env)
-    created = set(stack["postgres"].environment["MLOPS_DATABASES"].split(","))
+    created = set(data["services"]["postgres"]["environment"]["MLOPS_DATABASES"].split(","))
     used = {
-        url.rsplit("/", 1)[1]
-        for s in stack.values()
-        for url in [*s.environment.values(), *s.command]
-        if url.startswith("postgresql")
+        value.rsplit("/", 1)[1]
+        for spec in data["services"].values()
+        for value in [*(spec.get("environment") or {}).values(), *(spec.get("command") or [])]
+        if str(value).startswith("postgresql")
     }
-    assert used == created == {"mlflow", "prefect", "serving"}
+    assert used == created == {"${MLFLOW_DB:-mlflow}", "${PREFECT_DB:-prefect}", "${SERVING_DB:-serving}"}
     script = (ROOT / "deploy" / "postgres" / "create-databases.sh").read_text()
     assert "MLOPS_DATABASES" in script and "CREATE DATABASE" in script
     assert Path(ROOT / "deploy" / "postgres" / "create-databases.sh").stat().st_mode & 0o111
