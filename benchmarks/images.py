@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores; sizes as `docker image inspect` "
         f"counts them (uncompressed); base images: {'official' if not _stand_ins() else 'local stand-ins'}.",
         "",
-        "| image | size (MB) | build (s) |",
+        "| image | size (MB) | this run's build (s; layers from the cache cost nothing) |",
         "|---|---:|---:|",
         *(f"| `{image}` | {size / 1e6:.0f} | {build_seconds[image]:.0f} |" for image, size in sizes.items()),
         "",

@@ -173,6 +173,7 @@ class Project:
     env_file: Path
     env: dict[str, str]
     services: list[str] = field(default_factory=list)  # what `up` starts; all when empty
+    inbox: Path | None = None  # the host folder mounted as the worker's inbox
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         base = ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", self.name, "--env-file", str(self.env_file)]

@@ -6,7 +6,6 @@ must answer, or every test of this folder fails saying so.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import uuid
@@ -71,8 +70,9 @@ def stack(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         MLOPS_INBOX_DIR=str(inbox),
     )
     services = images.services()
-    project = Project(name=f"mlops-test-{uuid.uuid4().hex[:8]}", env_file=env_file, env=env, services=services)
-    project.inbox = inbox  # type: ignore[attr-defined]
+    project = Project(
+        name=f"mlops-test-{uuid.uuid4().hex[:8]}", env_file=env_file, env=env, services=services, inbox=inbox
+    )
     try:
         started = time.monotonic()
         log(f"docker compose up -d --wait {' '.join(services)}")
@@ -80,11 +80,10 @@ def stack(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             project.compose("up", "-d", "--wait", "--wait-timeout", "600", *services, timeout=900)
         except StackError as err:
             pytest.fail(f"the stack did not come up healthy: {err}\n{project.logs()}")
-        project.up_seconds = time.monotonic() - started  # type: ignore[attr-defined]
-        log(f"stack healthy in {project.up_seconds:.0f} s")  # type: ignore[attr-defined]
+        log(f"stack healthy in {time.monotonic() - started:.0f} s")
         yield project
     finally:
-        (folder / "ps.json").write_text(json.dumps(project.ps() if project else [], indent=1))
+        # What each container said, kept beside the test's other files, then nothing left behind.
         (folder / "compose.log").write_text(project.logs(tail=400))
         project.compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=300, check=False)
         left = project.leftovers()

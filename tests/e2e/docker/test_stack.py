@@ -73,7 +73,6 @@ class Users(threading.Thread):
                 if sent.status_code != 200:
                     self.unlabelled[body["request_id"]] = f"{sent.status_code} {sent.text[:200]}"
 
-
     def send_label(self, client: httpx.Client, prediction_id: str, label: Any) -> httpx.Response:
         """POST the label; a 503 (the database restarting) is retried after its Retry-After, a few times."""
         for _ in range(10):
@@ -149,7 +148,8 @@ def test_a_drifted_batch_reaches_a_canary_that_survives_a_killed_replica_a_datab
     # A drifted batch (high summer, against a winter model) arrives in the inbox, with users on the service.
     uc = load_use_case("bike_demand", usecases_dir=USECASES)
     july = split_into_drops(read_raw(uc), uc)["2011-07"]
-    (stack.inbox / "2011-07.csv").write_bytes(july.to_csv(index=False).encode())  # type: ignore[attr-defined]
+    assert stack.inbox is not None
+    (stack.inbox / "2011-07.csv").write_bytes(july.to_csv(index=False).encode())
     typed, _ = coerce_types(parse_csv(july.to_csv(index=False).encode(), uc).frame, uc)
     users = Users(gateway, *records_and_labels(typed, uc), per_second=4)
     users.start()
