@@ -188,6 +188,29 @@ def train(
 
 
 @app.command()
+def eda(
+    use_case: UseCaseOpt = "bike_demand",
+    until: Annotated[str | None, typer.Option(help="Only analyse rows before this date (YYYY-MM-DD).")] = None,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Exploratory analysis of the curated data (the version a training run would read): per column
+    type, missing share, distinct values, quantiles and outliers; duplicates; correlations (Pearson,
+    Spearman, Cramér's V); the target and the target against each feature; the target over event
+    time; and the warnings an analyst would raise (leakage, redundant, constant or almost-empty
+    columns, class imbalance, heavy skew). Writes reports/<use_case>/eda/<data_version>.html and .json
+    under the state directory (once per data version) and prints where, with the warnings.
+    """
+    prepare_environment(state_dir)
+    _require_pipelines()
+    try:
+        from pipelines.eda import eda_flow
+
+        _print(eda_flow(use_case=use_case, until=until))
+    except (*_known_errors(), ValueError) as err:
+        _fail(str(err))
+
+
+@app.command()
 def serve(
     use_case: UseCaseOpt = "bike_demand",
     host: Annotated[str, typer.Option(envvar="MLOPS_HOST", help="Interface to bind.")] = "127.0.0.1",

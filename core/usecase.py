@@ -159,6 +159,26 @@ class Deployment(_Strict):
     demo_config: dict[str, Any] = Field(default_factory=dict, description="Overrides for `mlops demo` (faster).")
 
 
+class Eda(_Strict):
+    """How the exploratory analysis (analysis.eda) judges a dataset version; the defaults fit most tables."""
+
+    key: list[str] = Field(default_factory=list, description="Columns that identify a row: repeats are duplicates.")
+    iqr_factor: float = Field(default=1.5, gt=0, description="Outliers: beyond this many IQRs outside the quartiles.")
+    leakage_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="Association with the target (0-1) at which a column leaks it."
+    )
+    redundancy_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="|Pearson| between two features at which one restates the other."
+    )
+    skew_threshold: float = Field(default=2.0, gt=0, description="|skewness| from which a column is heavily skewed.")
+    imbalance_threshold: float = Field(
+        default=0.1, gt=0, lt=0.5, description="Minority class share under which the classes are imbalanced."
+    )
+    sparse_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="Missing share from which a column is almost empty."
+    )
+
+
 class Demo(_Strict):
     bootstrap_until: str = Field(description="Rows before this date bootstrap the first model.")
     corrupt_batch: str | None = Field(default=None, description="Month (YYYY-MM) whose drop is corrupted.")
@@ -181,6 +201,7 @@ class UseCase(_Strict):
     training: Training
     monitoring: Monitoring
     deployment: Deployment = Deployment()
+    eda: Eda = Eda()
     demo: Demo | None = None
     base_dir: Path = Field(default=Path(), exclude=True)
 
@@ -208,6 +229,9 @@ class UseCase(_Strict):
             raise ValueError(
                 f"unknown algorithms {sorted(bad_algos)} for {self.task} ({sorted(ALGORITHMS[self.task])})"
             )
+        unknown_key = [c for c in self.eda.key if c not in columns]
+        if unknown_key:
+            raise ValueError(f"eda.key {unknown_key} are not in schema.columns")
         for feature in self.training.cyclical:
             if feature not in self.features:
                 raise ValueError(f"training.cyclical feature '{feature}' is not a feature")

@@ -8,7 +8,7 @@ served, ``challenger`` has beaten it, ``previous`` is the last champion.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +48,8 @@ class TrainingRecord:
     pip_requirements: list[str]
     # The model as NumPy arrays (models.compiled), registered beside it for the serving process.
     compiled: CompiledModel | None = None
+    # Reports about the run's data or model: artifact folder -> files (the EDA report and summary, say).
+    reports: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def model_files(model: Any, *, compiled: bytes | None, workdir: Path) -> dict[str, Any]:
@@ -129,6 +131,9 @@ class MlflowRegistry:
             mlflow.set_tags(record.tags)
             for path in record.artifacts:
                 mlflow.log_artifact(str(path), artifact_path="plots")
+            for folder, paths in record.reports.items():
+                for path in paths:
+                    mlflow.log_artifact(str(path), artifact_path=folder)
             ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
             record.reference.to_parquet(ref_path, index=False)
             mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))

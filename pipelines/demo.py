@@ -246,6 +246,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
         "months": [asdict(r) for r in rows],
         "story": story(rows),
         "reports": reports,
+        "eda_reports": str(layout.reports / uc.name / "eda"),  # one per data version a model was trained on
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     path = layout.root / "demo-summary.json"
@@ -259,5 +260,6 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
             f"months after it, mean live {metric} {s['mean_live_error_after']:.4g} vs "
             f"{s['mean_baseline_error_after']:.4g} had the bootstrap model stayed in production."
         )
+    print(f"\nExploratory analysis of each data version a model was trained on: {summary['eda_reports']}/")
     summary["summary_path"] = str(path)
     return summary

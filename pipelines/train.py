@@ -19,6 +19,7 @@ from models.plots import save_plots
 from models.promotion import PromotionDecision, decide_promotion
 from models.registry import CHALLENGER, CHAMPION, ModelRegistry, ModelVersionRef, TrainingRecord
 from models.training import TrainingResult, train
+from pipelines.eda import EdaReport, write_eda
 from pipelines.runtime import get_runtime
 
 # Pinned so a model logged here loads where the same stack is installed.
@@ -38,7 +39,13 @@ def champion_score_on(
 
 
 def training_record(
-    result: TrainingResult, use_case: UseCase, *, data_version: str, decision: PromotionDecision, plots: list[Path]
+    result: TrainingResult,
+    use_case: UseCase,
+    *,
+    data_version: str,
+    decision: PromotionDecision,
+    plots: list[Path],
+    eda: EdaReport | None = None,
 ) -> TrainingRecord:
     split = result.split.describe("event_time")
     metrics = {f"test_{k}": v for k, v in result.test_metrics.items()}
@@ -69,6 +76,7 @@ def training_record(
         artifacts=plots,
         pip_requirements=[f"{p}=={version(p)}" for p in MODEL_REQUIREMENTS],
         compiled=compile_or_none(result.model, use_case),
+        reports={"eda": eda.files} if eda else {},
     )
 
 
@@ -89,6 +97,8 @@ def train_flow(use_case: str, until: str | None = None, state_dir: str | None = 
     rt = get_runtime(state_dir)
     uc = rt.use_case(use_case)
     frame, data_version = load_training_data(state_dir, use_case, until)
+    # Look before modelling: the analysis of this data version, logged with the run it informs.
+    eda = write_eda(frame, uc, data_version=data_version, layout=rt.layout)
     result = train(frame, uc)
     logger.info("best candidate %s %s; test %s", result.algorithm, result.params, result.test_metrics)
 
@@ -109,7 +119,7 @@ def train_flow(use_case: str, until: str | None = None, state_dir: str | None = 
             y_score=model_output(result.model, X_test, uc.task),
             importance=result.feature_importance,
         )
-        record = training_record(result, uc, data_version=data_version, decision=decision, plots=plots)
+        record = training_record(result, uc, data_version=data_version, decision=decision, plots=plots, eda=eda)
         ref = rt.registry.log_and_register(record)
 
     if decision.verdict == "champion":
@@ -127,6 +137,7 @@ def train_flow(use_case: str, until: str | None = None, state_dir: str | None = 
         "test_metrics": result.test_metrics,
         "data_version": data_version,
         "rows": len(frame),
+        "eda_report": str(eda.html),
         "decision": asdict(decision),
         "champion_version": champion.version if champion else None,
     }

@@ -316,7 +316,10 @@ def create_app(
     @app.post(
         "/feedback",
         response_model=FeedbackResponse,
-        responses={404: {"description": "Unknown prediction ids; nothing was stored."}},
+        responses={
+            404: {"description": "Unknown prediction ids; nothing was stored."},
+            503: {"description": "The database is unavailable (a restart, say): retry after Retry-After."},
+        },
     )
     async def feedback(body: FeedbackRequest, state: State) -> FeedbackResponse:
         """Ground truth for earlier predictions. All-or-nothing: unknown ids reject the whole request."""
@@ -337,7 +340,8 @@ def create_app(
                     "unknown_count": len(unknown),
                 },
             )
-        state.log.add_feedback([(label.id, label.label) for label in body.labels], ts=state.control.clock.now())
+        pairs = [(label.id, label.label) for label in body.labels]
+        await asyncio.to_thread(state.log.add_feedback, pairs, ts=state.control.clock.now())
         return FeedbackResponse(accepted=len(body.labels))
 
     return app

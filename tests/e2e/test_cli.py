@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))  # the console script, as installed
 
-STAGES = ["ingest", "validate", "train", "serve", "monitor", "retrain", "demo"]
+STAGES = ["ingest", "validate", "eda", "train", "serve", "monitor", "retrain", "demo"]
 
 
 def mlops(*args: str, state: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
@@ -120,3 +120,9 @@ def test_sample_batch_writes_a_month_and_refuses_an_unknown_one(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 2 and "no month '2012-01'" in out.stderr and "2011-12" in out.stderr
+
+
+@pytest.mark.slow
+def test_eda_without_data_says_what_to_do_first(tmp_path):
+    out = mlops("eda", state=tmp_path / "state")
+    assert out.returncode == 2 and "no curated data for 'bike_demand': ingest a batch first" in out.stderr

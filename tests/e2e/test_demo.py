@@ -91,6 +91,10 @@ def test_a_year_in_production_tells_the_real_story(tmp_path: Path):
 
     for path in summary["reports"].values():
         assert Path(path).is_file(), path
+    # an exploratory analysis for the bootstrap model's data and for each retraining's
+    analysed = sorted(Path(summary["eda_reports"]).glob("*.html"))
+    assert len(analysed) == 1 + sum(m["retrained"] for m in months), analysed
+    assert {p.with_suffix(".json").is_file() for p in analysed} == {True}
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,12 @@ def test_first_model_is_champion_with_everything_logged(trained_state: Path):
     assert run.data.tags["split_validation_end"] < run.data.tags["split_test_start"]
     artifacts = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
     assert artifacts == {"plots/predicted_vs_actual.png", "plots/feature_importance.png"}
+    # the exploratory analysis of the data version it trained on, in the state directory and on the run
+    version = run.data.tags["data_version"]
+    assert {a.path for a in client.list_artifacts(mv.run_id, "eda")} == {f"eda/{version}.html", f"eda/{version}.json"}
+    summary = json.loads((StateLayout(trained_state).reports / "bike_demand" / "eda" / f"{version}.json").read_text())
+    assert summary["data_version"] == version and summary["rows"] > 1000
+    assert any(w["kind"] == "redundant" and w["columns"] == ["temp", "atemp"] for w in summary["warnings"])
     # artifacts live inside the state directory, never in the working directory
     assert str(trained_state.resolve()) in client.get_experiment(run.info.experiment_id).artifact_location
 

@@ -1,0 +1,1 @@
+"""Analysis of the data before modelling: exploratory summaries and their report."""
