@@ -171,18 +171,29 @@ def validate(
 def train(
     use_case: UseCaseOpt = "bike_demand",
     until: Annotated[str | None, typer.Option(help="Only train on rows before this date (YYYY-MM-DD).")] = None,
+    compare_feature_sets: Annotated[
+        bool | None,
+        typer.Option(
+            "--compare-feature-sets/--no-compare-feature-sets",
+            help="Also score feature sets with the winner's algorithm and the same time-series CV: all "
+            "features, all but each YAML feature group, the top-k by permutation importance; each a child "
+            "run in MLflow, the table on the run (feature_selection/). Default: the YAML's "
+            "training.feature_selection.compare.",
+        ),
+    ] = None,
     state_dir: StateDirOpt = None,
 ) -> None:
     """Train every candidate algorithm on the curated data with time-ordered splits and time-series CV,
     log everything to MLflow and register the best. The first model becomes `champion`; later ones
     become `challenger` only if they beat the champion on the same held-out window by the use case's margin.
+    Before training, the data version is analysed (see `mlops eda`).
     """
     prepare_environment(state_dir)
     _require_pipelines()
     try:
         from pipelines.train import train_flow
 
-        _print(train_flow(use_case=use_case, until=until))
+        _print(train_flow(use_case=use_case, until=until, compare_feature_sets=compare_feature_sets))
     except (*_known_errors(), ValueError) as err:
         _fail(str(err))
 

@@ -124,8 +124,22 @@ class Split(_Strict):
     cv_folds: int = Field(default=3, ge=2, le=10)
 
 
+class FeatureSelection(_Strict):
+    """Which feature sets the training flow compares (models.selection), with the winner's algorithm and
+    the same time-series CV: all features, all but each group, and the top-k by permutation importance."""
+
+    compare: bool = Field(
+        default=False, description="Compare at every training run (`mlops train --compare-feature-sets` asks once)."
+    )
+    top_k: int | None = Field(default=None, ge=1, description="Also try the k most important features.")
+
+
 class Training(_Strict):
     split: Split = Split()
+    feature_groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="name -> features that belong together (weather, calendar, ...)."
+    )
+    feature_selection: FeatureSelection = FeatureSelection()
     candidates: dict[str, dict[str, list[Any]]] = Field(min_length=1)
     cyclical: dict[str, float] = Field(default_factory=dict, description="feature -> period (sin/cos encoding)")
     random_state: int = 42
@@ -229,6 +243,13 @@ class UseCase(_Strict):
             raise ValueError(
                 f"unknown algorithms {sorted(bad_algos)} for {self.task} ({sorted(ALGORITHMS[self.task])})"
             )
+        for group, members in self.training.feature_groups.items():
+            strangers = [m for m in members if m not in self.features]
+            if strangers or not members:
+                raise ValueError(f"training.feature_groups.{group}: {strangers or 'no members'} are not features")
+        top_k = self.training.feature_selection.top_k
+        if top_k is not None and top_k >= len(self.features):
+            raise ValueError(f"training.feature_selection.top_k must be below the {len(self.features)} features")
         unknown_key = [c for c in self.eda.key if c not in columns]
         if unknown_key:
             raise ValueError(f"eda.key {unknown_key} are not in schema.columns")

@@ -33,6 +33,15 @@ class ModelVersionRef:
 
 
 @dataclass(frozen=True)
+class ChildRun:
+    """A run nested under the training run: one experiment of it (a feature set compared, say)."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
 class TrainingRecord:
     """Everything a training run logs, in plain values."""
 
@@ -50,6 +59,7 @@ class TrainingRecord:
     compiled: CompiledModel | None = None
     # Reports about the run's data or model: artifact folder -> files (the EDA report and summary, say).
     reports: dict[str, list[Path]] = field(default_factory=dict)
+    child_runs: list[ChildRun] = field(default_factory=list)
 
 
 def model_files(model: Any, *, compiled: bytes | None, workdir: Path) -> dict[str, Any]:
@@ -134,6 +144,10 @@ class MlflowRegistry:
             for folder, paths in record.reports.items():
                 for path in paths:
                     mlflow.log_artifact(str(path), artifact_path=folder)
+            for child in record.child_runs:
+                with mlflow.start_run(experiment_id=experiment_id, run_name=child.name, nested=True):
+                    mlflow.log_params(child.params)
+                    mlflow.log_metrics(child.metrics)
             ref_path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
             record.reference.to_parquet(ref_path, index=False)
             mlflow.log_artifact(str(ref_path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))

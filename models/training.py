@@ -57,6 +57,16 @@ def make_pipeline(use_case: UseCase, algorithm: str) -> Pipeline:
     )
 
 
+def tuning_window(split: TimeSplit, use_case: UseCase) -> pd.DataFrame:
+    """The rows model selection runs on: the training window, or its newest ``tuning_rows``.
+
+    Tuning cost grows with rows x candidates x folds x grid points; past a point more rows change
+    the ranking of candidates little. The newest rows are the ones most like what comes next.
+    """
+    rows = use_case.training.tuning_rows
+    return split.train if rows is None else split.train.tail(rows)
+
+
 def _selection_score(use_case: UseCase, metrics: dict[str, float]) -> float:
     score = metrics[use_case.promotion.metric]
     return score if use_case.higher_is_better else -score
@@ -79,9 +89,7 @@ def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
         validation_fraction=cfg.split.validation_fraction,
         test_fraction=cfg.split.test_fraction,
     )
-    # Tuning cost grows with rows x candidates x folds x grid points; past a point more rows change
-    # the ranking of candidates little. The newest rows are the ones most like what comes next.
-    tuning = split.train if cfg.tuning_rows is None else split.train.tail(cfg.tuning_rows)
+    tuning = tuning_window(split, use_case)
     X_train, y_train = coerce_features(tuning, use_case), target_vector(tuning, use_case)
     X_val, y_val = coerce_features(split.validation, use_case), target_vector(split.validation, use_case)
 

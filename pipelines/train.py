@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import asdict
 from importlib.metadata import version
@@ -17,8 +18,9 @@ from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
 from models.plots import save_plots
 from models.promotion import PromotionDecision, decide_promotion
-from models.registry import CHALLENGER, CHAMPION, ModelRegistry, ModelVersionRef, TrainingRecord
-from models.training import TrainingResult, train
+from models.registry import CHALLENGER, CHAMPION, ChildRun, ModelRegistry, ModelVersionRef, TrainingRecord
+from models.selection import FeatureSetScore, as_markdown, compare_feature_sets
+from models.training import TrainingResult, train, tuning_window
 from pipelines.eda import EdaReport, write_eda
 from pipelines.runtime import get_runtime
 
@@ -46,6 +48,8 @@ def training_record(
     decision: PromotionDecision,
     plots: list[Path],
     eda: EdaReport | None = None,
+    feature_sets: list[FeatureSetScore] | None = None,
+    feature_set_table: list[Path] | None = None,
 ) -> TrainingRecord:
     split = result.split.describe("event_time")
     metrics = {f"test_{k}": v for k, v in result.test_metrics.items()}
@@ -76,8 +80,36 @@ def training_record(
         artifacts=plots,
         pip_requirements=[f"{p}=={version(p)}" for p in MODEL_REQUIREMENTS],
         compiled=compile_or_none(result.model, use_case),
-        reports={"eda": eda.files} if eda else {},
+        reports={
+            **({"eda": eda.files} if eda else {}),
+            **({"feature_selection": feature_set_table} if feature_set_table else {}),
+        },
+        child_runs=[
+            ChildRun(
+                name=f"feature set: {s.name}",
+                params={"feature_set": s.name, "features": ",".join(s.features), "algorithm": result.algorithm},
+                metrics={f"cv_{use_case.promotion.metric}": s.cv_mean, "cv_std": s.cv_std, "change_vs_all": s.change},
+            )
+            for s in feature_sets or []
+        ],
     )
+
+
+@task
+def compare_sets(
+    frame: pd.DataFrame, use_case: UseCase, algorithm: str, params: dict[str, Any], importance: dict[str, float]
+) -> list[FeatureSetScore]:
+    """The feature-set table (models.selection), as a task of its own: it refits the winner per set and fold."""
+    scores = compare_feature_sets(frame, use_case, algorithm=algorithm, params=params, importance=importance)
+    get_run_logger().info("feature sets (CV %s):\n%s", use_case.promotion.metric, as_markdown(scores, use_case))
+    return scores
+
+
+def _write_table(folder: Path, scores: list[FeatureSetScore], use_case: UseCase) -> list[Path]:
+    markdown, rows = folder / "feature_sets.md", folder / "feature_sets.json"
+    markdown.write_text(as_markdown(scores, use_case))
+    rows.write_text(json.dumps([s.as_row() | {"features": s.features} for s in scores], indent=1))
+    return [markdown, rows]
 
 
 @task
@@ -91,8 +123,14 @@ def load_training_data(state_dir: str | None, use_case: str, until: str | None) 
 
 
 @flow(name="train", log_prints=True)
-def train_flow(use_case: str, until: str | None = None, state_dir: str | None = None) -> dict[str, Any]:
-    """Train on curated data (optionally only rows before ``until``), register the best, decide its alias."""
+def train_flow(
+    use_case: str, until: str | None = None, state_dir: str | None = None, compare_feature_sets: bool | None = None
+) -> dict[str, Any]:
+    """Train on curated data (optionally only rows before ``until``), register the best, decide its alias.
+
+    With ``compare_feature_sets`` (default: the YAML's ``training.feature_selection.compare``), also
+    score the feature sets of ``models.selection`` with the winner's algorithm, as child runs.
+    """
     logger = get_run_logger()
     rt = get_runtime(state_dir)
     uc = rt.use_case(use_case)
@@ -110,6 +148,12 @@ def train_flow(use_case: str, until: str | None = None, state_dir: str | None = 
         margin=uc.promotion.margin,
         higher_is_better=uc.higher_is_better,
     )
+    compare = uc.training.feature_selection.compare if compare_feature_sets is None else compare_feature_sets
+    sets = (
+        compare_sets(tuning_window(result.split, uc), uc, result.algorithm, result.params, result.feature_importance)
+        if compare
+        else []
+    )
     X_test = coerce_features(result.split.test, uc)
     with tempfile.TemporaryDirectory() as tmp:
         plots = save_plots(
@@ -119,7 +163,17 @@ def train_flow(use_case: str, until: str | None = None, state_dir: str | None = 
             y_score=model_output(result.model, X_test, uc.task),
             importance=result.feature_importance,
         )
-        record = training_record(result, uc, data_version=data_version, decision=decision, plots=plots, eda=eda)
+        table = _write_table(Path(tmp), sets, uc) if sets else None
+        record = training_record(
+            result,
+            uc,
+            data_version=data_version,
+            decision=decision,
+            plots=plots,
+            eda=eda,
+            feature_sets=sets,
+            feature_set_table=table,
+        )
         ref = rt.registry.log_and_register(record)
 
     if decision.verdict == "champion":
@@ -138,6 +192,7 @@ def train_flow(use_case: str, until: str | None = None, state_dir: str | None = 
         "data_version": data_version,
         "rows": len(frame),
         "eda_report": str(eda.html),
+        "feature_sets": [s.as_row() for s in sets],
         "decision": asdict(decision),
         "champion_version": champion.version if champion else None,
     }

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from mlflow import MlflowClient
 
 from core.layout import StateLayout
@@ -71,3 +72,25 @@ def test_the_registered_model_carries_its_compiled_form_which_answers_as_it_does
     july = json_records(bike_frame[bike_frame.mnth == "July"].head(50), bike)
     want = registry.load("bike-demand", "1").predict(feature_frame(july, bike))
     np.testing.assert_allclose(compiled.output(july), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.slow
+def test_feature_sets_are_compared_as_child_runs_of_the_training_run(bootstrap_file: Path, tmp_path: Path):
+    from pipelines.ingest import ingest_flow
+
+    state = tmp_path / "state"
+    ingest_flow(source=str(bootstrap_file), use_case="bike_demand", state_dir=str(state))
+    result = train_flow(use_case="bike_demand", state_dir=str(state), compare_feature_sets=True)
+    table = {row["set"]: row for row in result["feature_sets"]}
+    assert list(table) == ["all", "without clock", "without day_type", "without weather", "top 4"]
+    assert table["without clock"]["change_vs_all"] > 0  # demand follows the hour: without it, RMSE grows
+
+    client = _client(state)
+    children = client.search_runs(
+        [client.get_run(result["run_id"]).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{result['run_id']}'",
+    )
+    assert {c.data.params["feature_set"] for c in children} == set(table)
+    assert {round(c.data.metrics["cv_rmse"], 6) for c in children} == {round(r["cv_mean"], 6) for r in table.values()}
+    artifacts = {a.path for a in client.list_artifacts(result["run_id"], "feature_selection")}
+    assert artifacts == {"feature_selection/feature_sets.md", "feature_selection/feature_sets.json"}
