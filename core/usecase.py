@@ -29,10 +29,12 @@ METRIC_DIRECTION: dict[str, Literal["lower", "higher"]] = {
     "roc_auc": "higher",
     "log_loss": "lower",
     "accuracy": "higher",
+    "pr_auc": "higher",
+    "brier": "lower",
 }
 TASK_METRICS: dict[str, set[str]] = {
     "regression": {"rmse", "mae", "r2"},
-    "classification": {"precision", "recall", "f1", "roc_auc", "log_loss", "accuracy"},
+    "classification": {"precision", "recall", "f1", "roc_auc", "pr_auc", "brier", "log_loss", "accuracy"},
 }
 ALGORITHMS: dict[str, set[str]] = {
     "regression": {"ridge", "random_forest", "hist_gradient_boosting"},

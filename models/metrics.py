@@ -20,6 +20,8 @@ SCORERS: dict[str, str] = {
     "recall": "recall",
     "accuracy": "accuracy",
     "log_loss": "neg_log_loss",
+    "pr_auc": "average_precision",
+    "brier": "neg_brier_score",
 }
 
 
@@ -54,6 +56,12 @@ def evaluate(task: Task, y_true: np.ndarray, y_score: np.ndarray, *, threshold: 
         "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "roc_auc": float(skm.roc_auc_score(y_true, y_score)) if both_classes else math.nan,
+        # With few positives ROC AUC flatters a model; the area under the precision-recall curve
+        # (average precision) does not. Its baseline is the positive share, not 0.5.
+        "pr_auc": float(skm.average_precision_score(y_true, y_score)) if both_classes else math.nan,
+        # How far the probabilities are from what happened (mean squared error of the probability):
+        # lower is better, and it rewards calibrated probabilities, not only a good ranking.
+        "brier": float(skm.brier_score_loss(y_true, y_score, labels=[0, 1])),
         "log_loss": float(skm.log_loss(y_true, np.clip(y_score, 1e-15, 1 - 1e-15), labels=[0, 1])),
         "tn": float(tn),
         "fp": float(fp),

@@ -16,7 +16,8 @@ def save_plots(
 
     matplotlib.use("Agg")  # no display; must precede pyplot
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay
+    from sklearn.calibration import CalibrationDisplay
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -43,6 +44,16 @@ def save_plots(
         RocCurveDisplay.from_predictions(y_true, y_score, ax=ax)
         ax.set_title("ROC (test window)")
         _save(fig, "roc_curve.png")
+        fig, ax = plt.subplots(figsize=(5, 4))
+        PrecisionRecallDisplay.from_predictions(y_true, y_score, ax=ax, plot_chance_level=True)
+        ax.set_title("Precision-recall (test window)")
+        _save(fig, "precision_recall_curve.png")
+        # Reliability: of the rows given a probability near p, did a share near p turn out positive?
+        # Quantile bins, so that each point holds as many rows when positives are rare.
+        fig, ax = plt.subplots(figsize=(5, 4))
+        CalibrationDisplay.from_predictions(y_true, y_score, n_bins=10, strategy="quantile", ax=ax)
+        ax.set_title("Reliability (test window)")
+        _save(fig, "reliability_curve.png")
         fig, ax = plt.subplots(figsize=(4, 4))
         ConfusionMatrixDisplay.from_predictions(y_true, (y_score >= 0.5).astype(int), ax=ax)
         ax.set_title("Confusion matrix @0.5")

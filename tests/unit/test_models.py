@@ -75,6 +75,18 @@ def test_classification_metrics_and_confusion_matrix():
     m = evaluate("classification", np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.8, 0.3]))
     assert (m["tn"], m["fp"], m["fn"], m["tp"]) == (1, 1, 1, 1)
     assert m["precision"] == 0.5 and m["recall"] == 0.5 and m["roc_auc"] == 0.75
+    # by hand: Brier = (0.1² + 0.6² + 0.2² + 0.7²) / 4; average precision = 0.5 x 1 + 0.5 x 2/3
+    assert m["brier"] == pytest.approx(0.225) and m["pr_auc"] == pytest.approx(5 / 6)
+
+
+def test_with_rare_positives_pr_auc_tells_what_roc_auc_hides():
+    """1 positive in 100, ranked 3rd: ROC AUC looks excellent, average precision says 1 in 3."""
+    y = np.zeros(100, dtype=int)
+    y[0] = 1
+    scores = np.linspace(0.9, 0.0, 100)
+    scores[[0, 2]] = scores[[2, 0]]  # two negatives score above the positive
+    m = evaluate("classification", y, scores)
+    assert m["roc_auc"] == pytest.approx(97 / 99) and m["pr_auc"] == pytest.approx(1 / 3)
 
 
 def test_roc_auc_on_one_class_is_nan_not_an_error():
