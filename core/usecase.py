@@ -142,6 +142,10 @@ class Training(_Strict):
         default_factory=dict, description="name -> features that belong together (weather, calendar, ...)."
     )
     feature_selection: FeatureSelection = FeatureSelection()
+    class_weight: Literal["balanced"] | None = Field(
+        default=None,
+        description="Classification: 'balanced' weighs each class by the inverse of its share in the fit.",
+    )
     candidates: dict[str, dict[str, list[Any]]] = Field(min_length=1)
     cyclical: dict[str, float] = Field(default_factory=dict, description="feature -> period (sin/cos encoding)")
     random_state: int = 42
@@ -249,6 +253,8 @@ class UseCase(_Strict):
             strangers = [m for m in members if m not in self.features]
             if strangers or not members:
                 raise ValueError(f"training.feature_groups.{group}: {strangers or 'no members'} are not features")
+        if self.training.class_weight is not None and self.task != "classification":
+            raise ValueError("training.class_weight applies to classification only")
         top_k = self.training.feature_selection.top_k
         if top_k is not None and top_k >= len(self.features):
             raise ValueError(f"training.feature_selection.top_k must be below the {len(self.features)} features")

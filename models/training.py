@@ -52,7 +52,15 @@ def make_pipeline(use_case: UseCase, algorithm: str) -> Pipeline:
     return Pipeline(
         [
             ("features", build_preprocessor(use_case)),
-            ("model", make_estimator(use_case.task, algorithm, seed=use_case.training.random_state)),
+            (
+                "model",
+                make_estimator(
+                    use_case.task,
+                    algorithm,
+                    seed=use_case.training.random_state,
+                    class_weight=use_case.training.class_weight,
+                ),
+            ),
         ]
     )
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.utils.estimator_checks import check_estimator
 
 from models.features import CyclicalEncoder, build_preprocessor
@@ -91,3 +92,18 @@ def test_with_rare_positives_pr_auc_tells_what_roc_auc_hides():
 
 def test_roc_auc_on_one_class_is_nan_not_an_error():
     assert math.isnan(evaluate("classification", np.array([0, 0]), np.array([0.2, 0.4]))["roc_auc"])
+
+
+def test_class_weights_reach_every_classifier_and_a_regression_use_case_refuses_them(credit):
+    from core.usecase import UseCaseError, parse_use_case
+    from models.training import make_pipeline
+    from tests.conftest import USECASES
+
+    weighted = credit.model_copy(update={"training": credit.training.model_copy(update={"class_weight": "balanced"})})
+    for algorithm in credit.training.candidates:
+        assert make_pipeline(weighted, algorithm).named_steps["model"].class_weight == "balanced", algorithm
+        assert make_pipeline(credit, algorithm).named_steps["model"].class_weight is None, algorithm
+    data = yaml.safe_load((USECASES / "bike_demand.yaml").read_text())
+    data["training"]["class_weight"] = "balanced"
+    with pytest.raises(UseCaseError, match=r"training\.class_weight applies to classification only"):
+        parse_use_case(data, origin="test.yaml", base_dir=USECASES)
