@@ -179,6 +179,41 @@ class Deployment(_Strict):
     demo_config: dict[str, Any] = Field(default_factory=dict, description="Overrides for `mlops demo` (faster).")
 
 
+class Decision(_Strict):
+    """How a classifier's decision threshold is chosen on the validation window (models.threshold).
+
+    One rule: the two costs (the threshold that costs least), a target recall (the highest
+    threshold that reaches it), or the best F1.
+    """
+
+    cost_false_negative: float | None = Field(default=None, ge=0, description="Cost of a missed positive.")
+    cost_false_positive: float | None = Field(default=None, ge=0, description="Cost of a false alarm.")
+    target_recall: float | None = Field(default=None, gt=0, le=1, description="Share of positives to catch.")
+    best_f1: bool = Field(default=False, description="The threshold with the best F1.")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Decision:
+        costs = (self.cost_false_negative, self.cost_false_positive)
+        if (costs[0] is None) != (costs[1] is None):
+            raise ValueError("give both cost_false_negative and cost_false_positive, or neither")
+        if costs[0] is not None and costs[0] == costs[1] == 0:
+            raise ValueError("the two costs cannot both be 0")
+        rules = [costs[0] is not None, self.target_recall is not None, self.best_f1]
+        if sum(rules) != 1:
+            raise ValueError("give exactly one rule: the two costs, target_recall, or best_f1: true")
+        return self
+
+    def describe(self) -> str:
+        if self.cost_false_negative is not None:
+            return (
+                f"least cost: {self.cost_false_negative:g} per missed positive, "
+                f"{self.cost_false_positive:g} per false alarm"
+            )
+        if self.target_recall is not None:
+            return f"highest threshold with recall >= {self.target_recall:g}"
+        return "best F1"
+
+
 class Eda(_Strict):
     """How the exploratory analysis (analysis.eda) judges a dataset version; the defaults fit most tables."""
 
@@ -222,6 +257,9 @@ class UseCase(_Strict):
     monitoring: Monitoring
     deployment: Deployment = Deployment()
     eda: Eda = Eda()
+    decision: Decision | None = Field(
+        default=None, description="Classification: how the decision threshold is chosen (default: 0.5)."
+    )
     demo: Demo | None = None
     base_dir: Path = Field(default=Path(), exclude=True)
 
@@ -253,6 +291,8 @@ class UseCase(_Strict):
             strangers = [m for m in members if m not in self.features]
             if strangers or not members:
                 raise ValueError(f"training.feature_groups.{group}: {strangers or 'no members'} are not features")
+        if self.decision is not None and self.task != "classification":
+            raise ValueError("decision (a threshold rule) applies to classification only")
         if self.training.class_weight is not None and self.task != "classification":
             raise ValueError("training.class_weight applies to classification only")
         top_k = self.training.feature_selection.top_k

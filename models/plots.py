@@ -10,8 +10,15 @@ from core.usecase import Task
 
 
 def save_plots(
-    out_dir: Path, *, task: Task, y_true: np.ndarray, y_score: np.ndarray, importance: dict[str, float]
+    out_dir: Path,
+    *,
+    task: Task,
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    importance: dict[str, float],
+    threshold: float | None = None,
 ) -> list[Path]:
+    """Diagnostic plots of the test window; a classifier's confusion matrix at its decision threshold."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display; must precede pyplot
@@ -54,9 +61,10 @@ def save_plots(
         CalibrationDisplay.from_predictions(y_true, y_score, n_bins=10, strategy="quantile", ax=ax)
         ax.set_title("Reliability (test window)")
         _save(fig, "reliability_curve.png")
+        cut = 0.5 if threshold is None else threshold
         fig, ax = plt.subplots(figsize=(4, 4))
-        ConfusionMatrixDisplay.from_predictions(y_true, (y_score >= 0.5).astype(int), ax=ax)
-        ax.set_title("Confusion matrix @0.5")
+        ConfusionMatrixDisplay.from_predictions(y_true, (y_score >= cut).astype(int), ax=ax)
+        ax.set_title(f"Confusion matrix at threshold {cut:.3g}")
         _save(fig, "confusion_matrix.png")
 
     names = sorted(importance, key=importance.__getitem__)

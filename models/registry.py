@@ -7,6 +7,7 @@ served, ``challenger`` has beaten it, ``previous`` is the last champion.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
+DECISION_FILE = "decision.json"  # a classifier's threshold, among the model's extra files
 
 
 @dataclass(frozen=True)
@@ -60,27 +62,35 @@ class TrainingRecord:
     # Reports about the run's data or model: artifact folder -> files (the EDA report and summary, say).
     reports: dict[str, list[Path]] = field(default_factory=dict)
     child_runs: list[ChildRun] = field(default_factory=list)
+    # Classification: the decision threshold and its rule (models.threshold), registered with the model.
+    decision: dict[str, Any] | None = None
 
 
-def model_files(model: Any, *, compiled: bytes | None, workdir: Path) -> dict[str, Any]:
+def model_files(
+    model: Any, *, compiled: bytes | None, workdir: Path, decision: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """How a model's MLflow directory is written (``mlflow.sklearn.save_model``/``log_model`` options).
 
-    The model as a skops file, which is what the service loads (``models.serialization``), and
-    the compiled model, listed in the sklearn flavor as ``extra_files/compiled_model.npz``.
-    ``workdir`` holds the compiled file until MLflow has copied it.
+    The model as a skops file, which is what the service loads (``models.serialization``), the
+    compiled model, listed in the sklearn flavor as ``extra_files/compiled_model.npz``, and a
+    classifier's decision threshold (``extra_files/decision.json``: the service labels with it).
+    ``workdir`` holds those files until MLflow has copied them.
     """
     from skops.io import dumps, get_untrusted_types
 
-    extra_files = None
+    extra_files = []
     if compiled is not None:
         (workdir / ARTIFACT_NAME).write_bytes(compiled)
-        extra_files = [str(workdir / ARTIFACT_NAME)]
+        extra_files.append(str(workdir / ARTIFACT_NAME))
+    if decision is not None:
+        (workdir / DECISION_FILE).write_text(json.dumps(decision))
+        extra_files.append(str(workdir / DECISION_FILE))
     return {
         "serialization_format": "skops",
         # skops refuses types it does not know; this model was produced by us a
         # moment ago, so its own types are exactly the ones to trust.
         "skops_trusted_types": get_untrusted_types(data=dumps(model)),
-        "extra_files": extra_files,
+        "extra_files": extra_files or None,
     }
 
 
@@ -160,7 +170,7 @@ class MlflowRegistry:
                 registered_model_name=record.model_name,
                 # Explicit requirements skip MLflow's slow inference in a subprocess.
                 pip_requirements=record.pip_requirements,
-                **model_files(record.model, compiled=compiled, workdir=Path(tmp)),
+                **model_files(record.model, compiled=compiled, workdir=Path(tmp), decision=record.decision),
             )
         version = str(info.registered_model_version)
         self.tag(record.model_name, version, record.tags)

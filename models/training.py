@@ -24,6 +24,7 @@ from models.features import build_preprocessor
 from models.frames import coerce_features, target_vector
 from models.metrics import SCORERS, evaluate, model_output
 from models.splits import TimeSplit, time_ordered_split, time_series_cv
+from models.threshold import DEFAULT_THRESHOLD, ThresholdChoice, choose_threshold, default_choice
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class TrainingResult:
     split: TimeSplit
     reference: pd.DataFrame
     feature_importance: dict[str, float] = field(default_factory=dict)
+    # Classification: the decision threshold chosen on the validation window (models.threshold).
+    decision: ThresholdChoice | None = None
 
 
 def make_pipeline(use_case: UseCase, algorithm: str) -> Pipeline:
@@ -102,7 +105,7 @@ def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
     X_val, y_val = coerce_features(split.validation, use_case), target_vector(split.validation, use_case)
 
     candidates: list[CandidateResult] = []
-    best: tuple[float, str, dict[str, Any]] | None = None
+    best: tuple[float, str, dict[str, Any], np.ndarray] | None = None
     for algorithm, grid in cfg.candidates.items():
         started = time.perf_counter()
         search = GridSearchCV(
@@ -116,23 +119,26 @@ def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             search.fit(X_train, y_train)
-        val_metrics = evaluate(use_case.task, y_val, model_output(search.best_estimator_, X_val, use_case.task))
+        val_output = model_output(search.best_estimator_, X_val, use_case.task)
+        val_metrics = evaluate(use_case.task, y_val, val_output)
         params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
         candidates.append(
             CandidateResult(algorithm, params, float(search.best_score_), val_metrics, time.perf_counter() - started)
         )
         score = _selection_score(use_case, val_metrics)
         if best is None or score > best[0]:
-            best = (score, algorithm, params)
+            best = (score, algorithm, params, val_output)
 
     assert best is not None  # candidates is never empty (validated in the use case)
-    _, algorithm, params = best
+    _, algorithm, params, best_val_output = best
+    decision = decide_threshold(use_case, y_val, best_val_output)
     train_val = pd.concat([split.train, split.validation])
     model = clone(make_pipeline(use_case, algorithm)).set_params(**{f"model__{k}": v for k, v in params.items()})
     model.fit(coerce_features(train_val, use_case), target_vector(train_val, use_case))
 
     X_test, y_test = coerce_features(split.test, use_case), target_vector(split.test, use_case)
-    test_metrics = evaluate(use_case.task, y_test, model_output(model, X_test, use_case.task))
+    threshold = decision.threshold if decision else DEFAULT_THRESHOLD
+    test_metrics = evaluate(use_case.task, y_test, model_output(model, X_test, use_case.task), threshold=threshold)
     return TrainingResult(
         model=model,
         algorithm=algorithm,
@@ -142,7 +148,17 @@ def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
         split=split,
         reference=build_reference(model, train_val, use_case),
         feature_importance=_importance(model, X_test, y_test, use_case),
+        decision=decision,
     )
+
+
+def decide_threshold(use_case: UseCase, y_val: np.ndarray, val_output: np.ndarray) -> ThresholdChoice | None:
+    """Classification: the threshold of the use case's rule on the validation window (0.5 without one)."""
+    if use_case.task != "classification":
+        return None
+    if use_case.decision is None:
+        return default_choice(y_val, val_output)
+    return choose_threshold(y_val, val_output, use_case.decision)
 
 
 def build_reference(model: Pipeline, frame: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:

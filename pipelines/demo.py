@@ -21,11 +21,12 @@ import httpx
 import numpy as np
 
 from core.layout import StateLayout
+from core.usecase import UseCase
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
 from pipelines.bootstrap import ingest_month, month_arrival
 from pipelines.drops import bootstrap_months, read_raw, records_and_labels, split_into_drops
-from pipelines.traffic import running_service, serve_month
+from pipelines.traffic import ServedMonth, running_service, serve_month
 
 # While a rollout runs, records go one per request, as live hourly traffic would: a canary routes
 # per request, so day-sized batches would judge candidate and stable on different days' weather.
@@ -53,6 +54,36 @@ class MonthRow:
     promoted_version: str | None = None  # the version a rollout promoted during this month
     challenger_version: str | None = None  # retrained at the end of this month, rolled out next month
     rollout: dict[str, Any] | None = None  # the rollout that ran on this month's traffic
+    # Classification: the threshold that labelled most of the month, and the labels' precision and recall
+    decision_threshold: float | None = None
+    precision_at_threshold: float | None = None
+    recall_at_threshold: float | None = None
+
+
+def label_quality(served: ServedMonth, y: np.ndarray, use_case: UseCase) -> dict[str, float | None]:
+    """How good the labels users got were (classification): precision and recall of the positive
+    label against the truth, at the threshold that gave most of them."""
+    if use_case.task != "classification" or not served.labels:
+        return {}
+    flagged = np.asarray([label == use_case.positive_class for label in served.labels])
+    truth = np.asarray(y, dtype=bool)
+    hits = float((flagged & truth).sum())
+    thresholds = [t for t in served.thresholds if t is not None]
+    return {
+        "decision_threshold": max(set(thresholds), key=thresholds.count) if thresholds else None,
+        "precision_at_threshold": hits / flagged.sum() if flagged.sum() else None,
+        "recall_at_threshold": hits / truth.sum() if truth.sum() else None,
+    }
+
+
+def _at_threshold(row: MonthRow) -> str:
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2f}"
+
+    return (
+        f", labels at threshold {row.decision_threshold:.3g}: precision {share(row.precision_at_threshold)}, "
+        f"recall {share(row.recall_at_threshold)}"
+    )
 
 
 def format_table(rows: list[MonthRow], metric: str) -> str:
@@ -191,6 +222,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                 window_end = time.time() + 1e-3
                 y = target_vector(accepted, uc)
                 live = evaluate(uc.task, y, served.predictions)[metric]
+                labelled = label_quality(served, y, uc)
                 baseline = evaluate(uc.task, y, model_output(baseline_model, coerce_features(accepted, uc), uc.task))[
                     metric
                 ]
@@ -223,6 +255,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     else None,
                     challenger_version=challenger,
                     rollout=rollout,
+                    **labelled,
                 )
                 rows.append(row)
                 print(
@@ -235,6 +268,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     )
                     + f", drift {row.drift_share:.2f}, live {metric} {row.live_error:.4g} "
                     f"(bootstrap model {row.baseline_error:.4g})"
+                    + (_at_threshold(row) if row.decision_threshold is not None else "")
                     + (f", retrained -> challenger v{challenger}" if challenger else "")
                 )
 

@@ -56,10 +56,18 @@ def batch_frame(batch: pd.DataFrame, model: Any, use_case: UseCase) -> pd.DataFr
     return frame
 
 
-def live_quality(frame: pd.DataFrame, use_case: UseCase) -> dict[str, float]:
+def live_quality(frame: pd.DataFrame, use_case: UseCase, *, threshold: float = 0.5) -> dict[str, float]:
+    """The task's metrics on labelled live rows; a classifier's precision and recall at the served
+    version's decision threshold (what its labels were), with the threshold itself."""
     if TARGET not in frame.columns or frame.empty:
         return {}
-    return evaluate(use_case.task, frame[TARGET].to_numpy(), frame[PREDICTION].to_numpy())
+    quality = evaluate(use_case.task, frame[TARGET].to_numpy(), frame[PREDICTION].to_numpy(), threshold=threshold)
+    return {**quality, "threshold": threshold} if use_case.task == "classification" else quality
+
+
+def served_threshold(tags: dict[str, str]) -> float:
+    """A version's decision threshold, from its registry tags (0.5 for one registered without it)."""
+    return float(tags.get("decision_threshold", 0.5))
 
 
 @flow(name="monitor", log_prints=True)
@@ -121,7 +129,7 @@ def monitor_flow(
         workspace=rt.settings.evidently_workspace,
         project=uc.name,
     )
-    summary.quality = live_quality(current, uc)
+    summary.quality = live_quality(current, uc, threshold=served_threshold(ref.tags))
     payload = {
         "name": name,
         "use_case": uc.name,

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,8 @@ class ServedMonth:
     ids: list[str]
     predictions: np.ndarray
     versions: list[str]
+    labels: list[str | None] = field(default_factory=list)  # a classifier's label per record, as users got it
+    thresholds: list[float | None] = field(default_factory=list)  # the threshold that labelled each record
 
 
 def serve_month(
@@ -128,6 +130,8 @@ def serve_month(
     paced_from: tuple[float, int] | None = None  # (when, calls so far) as pacing (re)started
     ids: list[str] = []
     values: list[float] = []
+    given: list[str | None] = []
+    thresholds: list[float | None] = []
     versions: set[str] = set()
     labelled = 0
 
@@ -157,9 +161,11 @@ def serve_month(
         versions.add(response.headers["X-Model-Version"])
         ids += [p["id"] for p in body["predictions"]]
         values += [p["value"] for p in body["predictions"]]
+        given += [p.get("label") for p in body["predictions"]]
+        thresholds += [body.get("threshold")] * len(body["predictions"])
         if len(ids) - labelled >= label_every:
             post_labels(len(ids))
             labelled = len(ids)
     if labelled < len(ids):
         post_labels(len(ids))
-    return ServedMonth(ids, np.asarray(values), sorted(versions, key=int))
+    return ServedMonth(ids, np.asarray(values), sorted(versions, key=int), given, thresholds)

@@ -58,6 +58,9 @@ def training_record(
         metrics.update({f"val_{c.algorithm}_{k}": v for k, v in c.validation_metrics.items()})
     if decision.champion_score is not None:
         metrics["champion_test_score"] = decision.champion_score
+    threshold = result.decision
+    if threshold is not None:
+        metrics.update({"val_precision_at_threshold": threshold.precision, "val_recall_at_threshold": threshold.recall})
     tags = {
         "use_case": use_case.name,
         "algorithm": result.algorithm,
@@ -66,6 +69,7 @@ def training_record(
         "promotion_verdict": decision.verdict,
         "promotion_reason": decision.reason,
         **{f"split_{k}": str(v) for k, v in split.items()},
+        **({"decision_threshold": f"{threshold.threshold:.6g}", "decision_rule": threshold.rule} if threshold else {}),
     }
     example = coerce_features(result.split.test.head(3), use_case)
     return TrainingRecord(
@@ -84,6 +88,7 @@ def training_record(
             **({"eda": eda.files} if eda else {}),
             **({"feature_selection": feature_set_table} if feature_set_table else {}),
         },
+        decision=None if threshold is None else {"threshold": threshold.threshold, "rule": threshold.rule},
         child_runs=[
             ChildRun(
                 name=f"feature set: {s.name}",
@@ -162,6 +167,7 @@ def train_flow(
             y_true=target_vector(result.split.test, uc),
             y_score=model_output(result.model, X_test, uc.task),
             importance=result.feature_importance,
+            threshold=result.decision.threshold if result.decision else None,
         )
         table = _write_table(Path(tmp), sets, uc) if sets else None
         record = training_record(
@@ -193,6 +199,7 @@ def train_flow(
         "rows": len(frame),
         "eda_report": str(eda.html),
         "feature_sets": [s.as_row() for s in sets],
+        "threshold": result.decision.as_dict() if result.decision else None,
         "decision": asdict(decision),
         "champion_version": champion.version if champion else None,
     }

@@ -298,7 +298,8 @@ def create_app(
             state.background.add(task)
             task.add_done_callback(state.background.discard)
         ids = prediction_ids(request_id, len(records))
-        labels = _labels(values, state.use_case)
+        classifier = state.use_case.task == "classification"
+        labels = _labels(values, state.use_case, threshold=model.threshold)
         # Serialized here, not through the response model: on a 1,000-record batch, validating and
         # dumping 1,000 pydantic objects costs more than predicting them. The shape is PredictResponse's.
         body = {
@@ -306,6 +307,7 @@ def create_app(
             "model_name": model.name,
             "model_version": model.version,
             "variant": variant,
+            "threshold": model.threshold if classifier else None,
             "predictions": [
                 {"id": pid, "value": v, "label": lab} for pid, v, lab in zip(ids, values.tolist(), labels, strict=True)
             ],
@@ -432,12 +434,13 @@ def _json_safe(error: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _labels(values: np.ndarray, use_case: UseCase) -> list[str | None]:
+def _labels(values: np.ndarray, use_case: UseCase, *, threshold: float) -> list[str | None]:
+    """A classifier's label: the positive class when the probability reaches the version's threshold."""
     if use_case.task != "classification":
         return [None] * len(values)
     categories = use_case.schema_.columns[use_case.target].categories or []
     negative = next(c for c in categories if c != use_case.positive_class)
-    return [use_case.positive_class if v >= 0.5 else negative for v in values]
+    return [use_case.positive_class if v >= threshold else negative for v in values]
 
 
 def app_from_env() -> FastAPI:

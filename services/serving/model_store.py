@@ -41,7 +41,7 @@ from core.startup import redact
 from core.usecase import UseCase
 from models.compiled import ARTIFACT_NAME, CompiledModel, InvalidCompiledModel
 from models.metrics import model_output
-from models.registry import CHAMPION, PREVIOUS
+from models.registry import CHAMPION, DECISION_FILE, PREVIOUS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,6 +60,7 @@ class LoadedModel:
     loaded_at: float
     compiled: CompiledModel | None = None
     pipeline: Any = None  # the scikit-learn model, when loaded
+    threshold: float = 0.5  # a classifier's decision threshold, as registered with the version
 
     def predict(self, records: Sequence[Mapping[str, Any]], use_case: UseCase) -> np.ndarray:
         if self.compiled is not None:
@@ -97,15 +98,16 @@ def load_version(source: ModelSource, name: str, version: str, *, compiled: bool
 
     def load() -> LoadedModel:
         flavor = _sklearn_flavor(source, name, version)
-        path = _compiled_path(flavor) if compiled else None
+        threshold = _threshold(source, name, version, flavor)
+        path = _extra_file(flavor, ARTIFACT_NAME) if compiled else None
         if path is not None:
             try:
                 model = CompiledModel.from_bytes(source.read_file(name, version, path))
-                return LoadedModel(name=name, version=version, loaded_at=time.time(), compiled=model)
+                return LoadedModel(name, version, time.time(), compiled=model, threshold=threshold)
             except InvalidCompiledModel as err:
                 log.warning("model '%s' v%s: its compiled model is not used: %s", name, version, err)
         pipeline = _pipeline(source, name, version, flavor)
-        return LoadedModel(name=name, version=version, loaded_at=time.time(), pipeline=pipeline)
+        return LoadedModel(name, version, time.time(), pipeline=pipeline, threshold=threshold)
 
     return _loading(name, version, load)
 
@@ -134,10 +136,21 @@ def _sklearn_flavor(source: ModelSource, name: str, version: str) -> dict[str, A
     return flavor
 
 
-def _compiled_path(flavor: Mapping[str, Any]) -> str | None:
-    """Where the MLmodel lists the compiled model among its extra files, if it does."""
+def _extra_file(flavor: Mapping[str, Any], file_name: str) -> str | None:
+    """Where the MLmodel lists one of its extra files (the compiled model, the decision), if it does."""
     paths = [entry.get("path", "") for entry in flavor.get("extra_files") or []]
-    return next((p for p in paths if PurePosixPath(p).name == ARTIFACT_NAME), None)
+    return next((p for p in paths if PurePosixPath(p).name == file_name), None)
+
+
+def _threshold(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> float:
+    """The classifier's registered decision threshold; 0.5 for a version registered without one."""
+    path = _extra_file(flavor, DECISION_FILE)
+    if path is None:
+        return 0.5
+    threshold = json.loads(source.read_file(name, version, path))["threshold"]
+    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1 + 1e-9:
+        raise ModelUnavailable(f"model '{name}' v{version}: its decision threshold {threshold!r} is not a probability")
+    return float(threshold)
 
 
 def _pipeline(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> Any:

@@ -67,7 +67,10 @@ def record_dict(use_case: UseCase) -> type[dict[str, Any]]:
 class Prediction(BaseModel):
     id: str = Field(description="Use it to send the ground truth to /feedback.")
     value: float = Field(description="Regression: the prediction. Classification: probability of the positive class.")
-    label: str | None = Field(default=None, description="Classification: the predicted class at threshold 0.5.")
+    label: str | None = Field(
+        default=None,
+        description="Classification: the positive class when the probability reaches the version's threshold.",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -75,6 +78,11 @@ class PredictResponse(BaseModel):
     model_name: str
     model_version: str
     variant: str = Field(description="stable or candidate: which side of a rollout answered.")
+    threshold: float | None = Field(
+        default=None,
+        description="Classification: the answering version's decision threshold, chosen on its validation "
+        "window by the use case's rule (0.5 when it declares none). Regression: null.",
+    )
     predictions: list[Prediction]
 
 

@@ -106,6 +106,10 @@ def test_the_classifier_runs_the_same_loop_and_twice_in_a_row(classifier_twice: 
         for m in summary["months"]:
             assert m["rows_received"] == m["rows_accepted"] + m["rows_quarantined"]
             assert 0.8 < m["live_error"] <= 1.0  # ROC AUC of the served model on the month
+            # labelled at the threshold its cost rule chose (a miss costs 10 false alarms): well below 0.5,
+            # catching most defaulters
+            assert 0 < m["decision_threshold"] < 0.5
+            assert m["recall_at_threshold"] > 0.5 and 0 < m["precision_at_threshold"] < 1
     assert second["bootstrap"]["model_version"] == "1"  # fresh registry, not a resumed one
     # The same month: the same rows, model versions, drift verdict and retraining, the same errors
     # (up to the last bits: a random forest sums its trees in whatever order its threads finish).

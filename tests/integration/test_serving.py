@@ -262,3 +262,49 @@ def test_a_database_that_is_restarting_gets_a_503_to_retry_not_a_500(trained_sta
         r = c.post("/feedback", json={"labels": [{"id": predicted, "label": 1.0}]})
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"
     assert "database is unavailable" in r.json()["detail"]
+
+
+class ChampionInMemory:
+    """A registry of in-memory model files (the ModelSource port) whose champion is version 1."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    def alias_version(self, name: str, alias: str) -> str | None:
+        return "1" if alias == "champion" else None
+
+    def read_file(self, name: str, version: str, path: str) -> bytes:
+        return self.files[path]
+
+    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.5])
+def test_a_classifier_labels_at_its_registered_threshold_and_says_which(credit, tmp_path, threshold):
+    import pandas as pd
+
+    from models.compiler import compile_model
+    from models.frames import coerce_features, target_vector
+    from models.training import make_pipeline
+    from tests.conftest import DATA
+    from tests.support.model_files import registered_files
+
+    data = pd.read_csv(DATA / "Default.csv").head(3000)
+    model = make_pipeline(credit, "logistic_regression").fit(coerce_features(data, credit), target_vector(data, credit))
+    files = registered_files(
+        model, compiled=compile_model(model, credit), decision={"threshold": threshold, "rule": "test"}
+    )
+    settings = ServingSettings(
+        state_dir=tmp_path,
+        use_case="credit_default",
+        admin_token=TOKEN,
+        prediction_log_url=f"sqlite:///{tmp_path}/l.db",
+    )
+    records = [{"student": "No", "balance": b, "income": 40000.0} for b in (300.0, 1200.0, 1500.0, 2200.0)]
+    with TestClient(create_app(settings, model_source=ChampionInMemory(files))) as c:
+        body = c.post("/predict", json=records).json()
+    assert body["threshold"] == threshold
+    probabilities = [p["value"] for p in body["predictions"]]
+    assert [p["label"] for p in body["predictions"]] == ["Yes" if v >= threshold else "No" for v in probabilities]
+    assert any(0.05 <= v < 0.5 for v in probabilities)  # a record whose label the threshold decides

@@ -10,8 +10,11 @@ from models.compiled import CompiledModel
 from models.registry import model_files
 
 
-def registered_files(model: Any, *, compiled: CompiledModel | bytes | None = None) -> dict[str, bytes]:
-    """Every file of the model's directory by relative path: MLmodel, the skops file, the compiled model."""
+def registered_files(
+    model: Any, *, compiled: CompiledModel | bytes | None = None, decision: dict[str, Any] | None = None
+) -> dict[str, bytes]:
+    """Every file of the model's directory by relative path: MLmodel, the skops file, the compiled model,
+    a classifier's decision threshold."""
     import mlflow.sklearn
 
     content = compiled.to_bytes() if isinstance(compiled, CompiledModel) else compiled
@@ -21,6 +24,6 @@ def registered_files(model: Any, *, compiled: CompiledModel | bytes | None = Non
             model,
             str(root),
             pip_requirements=["scikit-learn"],  # named: inferring them starts a process
-            **model_files(model, compiled=content, workdir=Path(tmp)),
+            **model_files(model, compiled=content, workdir=Path(tmp), decision=decision),
         )
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}

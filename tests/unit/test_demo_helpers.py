@@ -108,3 +108,32 @@ def test_traffic_keeps_a_live_rate_while_asked_then_goes_as_fast_as_answered():
     # request's start, which the fake sees a moment later: allow that jitter, 10 ms in all)...
     assert times[10] - times[0] >= 10 / 40 - 0.01
     assert times[-1] - times[11] < 0.5  # ...the other 49 without waiting (paced, they would take 1.2 s)
+
+
+def test_the_labels_users_got_are_judged_at_the_threshold_that_gave_them(credit):
+    import numpy as np
+
+    from pipelines.demo import label_quality
+    from pipelines.traffic import ServedMonth
+
+    served = ServedMonth(
+        ids=["a", "b", "c", "d"],
+        predictions=np.array([0.9, 0.3, 0.2, 0.01]),
+        versions=["1", "2"],
+        labels=["Yes", "Yes", "No", "No"],
+        thresholds=[0.25, 0.25, 0.25, 0.5],  # a canary: one request answered by a version with another threshold
+    )
+    quality = label_quality(served, np.array([1, 0, 1, 0]), credit)
+    assert quality == {"decision_threshold": 0.25, "precision_at_threshold": 0.5, "recall_at_threshold": 0.5}
+
+
+def test_monitoring_reports_a_classifiers_precision_and_recall_at_its_threshold(credit):
+    import pandas as pd
+
+    from pipelines.monitor import PREDICTION, TARGET, live_quality, served_threshold
+
+    frame = pd.DataFrame({PREDICTION: [0.9, 0.3, 0.2, 0.01], TARGET: [1, 0, 1, 0]})
+    assert served_threshold({"decision_threshold": "0.25"}) == 0.25 and served_threshold({}) == 0.5
+    at_quarter, at_half = live_quality(frame, credit, threshold=0.25), live_quality(frame, credit)
+    assert (at_quarter["precision"], at_quarter["recall"], at_quarter["threshold"]) == (0.5, 0.5, 0.25)
+    assert (at_half["precision"], at_half["recall"], at_half["threshold"]) == (1.0, 0.5, 0.5)
