@@ -135,3 +135,21 @@ def test_a_compiled_model_for_other_inputs_is_refused_with_the_reason(bike, cred
         asyncio.run(cache.ensure("1"))
     with pytest.raises(ModelUnavailable, match="v2 is not in the registry"):
         asyncio.run(cache.ensure("2"))
+
+
+def test_a_classifiers_threshold_is_loaded_with_it_and_a_broken_one_refuses_the_version(fitted):
+    from services.serving.model_store import load_version
+    from tests.support.model_files import registered_files
+
+    ridge = fitted["ridge"]
+    source = InMemorySource(
+        {
+            "1": registered_files(ridge, decision={"threshold": 0.085, "rule": "least cost"}),
+            "2": registered_files(ridge),  # registered before thresholds were
+            "3": registered_files(ridge, decision={"threshold": 7, "rule": "?"}),
+        }
+    )
+    assert load_version(source, "m", "1").threshold == 0.085
+    assert load_version(source, "m", "2").threshold == 0.5
+    with pytest.raises(ModelUnavailable, match="its decision threshold 7 is not a probability"):
+        load_version(source, "m", "3")
