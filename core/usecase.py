@@ -214,6 +214,20 @@ class Decision(_Strict):
         return "best F1"
 
 
+class Fairness(_Strict):
+    """Groups the model must treat alike (models.fairness): per version, a promotion gate, monitored live."""
+
+    groups: list[str] = Field(
+        min_length=1, description="Columns that split rows into groups: sensitive attributes or slices."
+    )
+    max_gap: float = Field(
+        gt=0,
+        description="Largest gap allowed between groups: the equalized-odds difference (classification) "
+        "or the RMSE spread relative to the overall RMSE (regression).",
+    )
+    margin: float = Field(default=0.02, ge=0, description="How much a challenger may widen the champion's gap.")
+
+
 class Eda(_Strict):
     """How the exploratory analysis (analysis.eda) judges a dataset version; the defaults fit most tables."""
 
@@ -257,6 +271,7 @@ class UseCase(_Strict):
     monitoring: Monitoring
     deployment: Deployment = Deployment()
     eda: Eda = Eda()
+    fairness: Fairness | None = None
     decision: Decision | None = Field(
         default=None, description="Classification: how the decision threshold is chosen (default: 0.5)."
     )
@@ -298,6 +313,10 @@ class UseCase(_Strict):
         top_k = self.training.feature_selection.top_k
         if top_k is not None and top_k >= len(self.features):
             raise ValueError(f"training.feature_selection.top_k must be below the {len(self.features)} features")
+        if self.fairness is not None:
+            unknown_groups = [g for g in self.fairness.groups if g not in columns]
+            if unknown_groups:
+                raise ValueError(f"fairness.groups {unknown_groups} are not in schema.columns")
         unknown_key = [c for c in self.eda.key if c not in columns]
         if unknown_key:
             raise ValueError(f"eda.key {unknown_key} are not in schema.columns")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Verdict = Literal["champion", "challenger", "rejected"]
@@ -70,3 +70,17 @@ def decide_promotion(
     if beats:
         return PromotionDecision("challenger", f"beats champion: {detail}", candidate_score, champion_score, required)
     return PromotionDecision("rejected", f"does not beat champion: {detail}", candidate_score, champion_score, required)
+
+
+def gate_on_fairness(decision: PromotionDecision, *, fair: bool, why: str) -> PromotionDecision:
+    """A challenger that fails the fairness check (models.fairness) is not promoted, and says why.
+
+    The first model still becomes champion (something has to serve); its verdict carries the finding.
+    """
+    if fair:
+        return decision
+    if decision.verdict == "challenger":
+        return replace(decision, verdict="rejected", reason=f"fails the fairness check: {why} ({decision.reason})")
+    if decision.verdict == "champion":
+        return replace(decision, reason=f"{decision.reason}; fails the fairness check: {why}")
+    return decision

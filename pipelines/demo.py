@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ class MonthRow:
     decision_threshold: float | None = None
     precision_at_threshold: float | None = None
     recall_at_threshold: float | None = None
+    fairness: dict[str, float] = field(default_factory=dict)  # the gaps between groups on the month's labels
 
 
 def label_quality(served: ServedMonth, y: np.ndarray, use_case: UseCase) -> dict[str, float | None]:
@@ -255,6 +256,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     else None,
                     challenger_version=challenger,
                     rollout=rollout,
+                    fairness=monitored.get("fairness") or {},
                     **labelled,
                 )
                 rows.append(row)
@@ -269,6 +271,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     + f", drift {row.drift_share:.2f}, live {metric} {row.live_error:.4g} "
                     f"(bootstrap model {row.baseline_error:.4g})"
                     + (_at_threshold(row) if row.decision_threshold is not None else "")
+                    + "".join(f", {k.removeprefix('fairness_')} {v:.3f}" for k, v in row.fairness.items())
                     + (f", retrained -> challenger v{challenger}" if challenger else "")
                 )
 

@@ -13,6 +13,7 @@ from prefect.events import emit_event
 
 from core.predlog import LabelledPrediction, PredictionLog
 from core.usecase import UseCase
+from models.fairness import assess, flat_metrics
 from models.frames import coerce_features, feature_frame, target_vector
 from models.metrics import evaluate, model_output
 from models.records import encode_labels
@@ -63,6 +64,25 @@ def live_quality(frame: pd.DataFrame, use_case: UseCase, *, threshold: float = 0
         return {}
     quality = evaluate(use_case.task, frame[TARGET].to_numpy(), frame[PREDICTION].to_numpy(), threshold=threshold)
     return {**quality, "threshold": threshold} if use_case.task == "classification" else quality
+
+
+def live_fairness(frame: pd.DataFrame, use_case: UseCase, *, threshold: float) -> dict[str, float]:
+    """The fairness gaps (models.fairness) on labelled live rows, for the groups the requests carry:
+    a group column that is not a feature never reaches the service, so it is measured at training only."""
+    if use_case.fairness is None or TARGET not in frame.columns:
+        return {}
+    labelled = frame[frame[TARGET].notna()]
+    carried = [g for g in use_case.fairness.groups if g in labelled.columns]
+    if labelled.empty or not carried:
+        return {}
+    reports = assess(
+        labelled[carried],
+        labelled[TARGET].to_numpy(),
+        labelled[PREDICTION].to_numpy(),
+        use_case.model_copy(update={"fairness": use_case.fairness.model_copy(update={"groups": carried})}),
+        threshold=threshold,
+    )
+    return flat_metrics(reports)
 
 
 def served_threshold(tags: dict[str, str]) -> float:
@@ -130,6 +150,7 @@ def monitor_flow(
         project=uc.name,
     )
     summary.quality = live_quality(current, uc, threshold=served_threshold(ref.tags))
+    fairness = live_fairness(current, uc, threshold=served_threshold(ref.tags))
     payload = {
         "name": name,
         "use_case": uc.name,
@@ -138,6 +159,7 @@ def monitor_flow(
         "model_version": str(served),
         "labelled_rows": int(current[TARGET].notna().sum()) if TARGET in current else 0,
         **summary.to_dict(),
+        "fairness": fairness,
     }
     json_path = out_dir / f"{name}.json"
     payload["json_report"] = str(json_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,14 @@ from prefect import flow, get_run_logger, task
 
 from core.usecase import UseCase
 from models.compiler import compile_or_none
+from models.fairness import GroupReport, assess, fairness_verdict, flat_metrics
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
 from models.plots import save_plots
-from models.promotion import PromotionDecision, decide_promotion
+from models.promotion import PromotionDecision, decide_promotion, gate_on_fairness
 from models.registry import CHALLENGER, CHAMPION, ChildRun, ModelRegistry, ModelVersionRef, TrainingRecord
 from models.selection import FeatureSetScore, as_markdown, compare_feature_sets
+from models.threshold import DEFAULT_THRESHOLD
 from models.training import TrainingResult, train, tuning_window
 from pipelines.eda import EdaReport, write_eda
 from pipelines.runtime import get_runtime
@@ -28,16 +30,28 @@ from pipelines.runtime import get_runtime
 MODEL_REQUIREMENTS = ("scikit-learn", "pandas", "numpy", "scipy")
 
 
-def champion_score_on(
-    registry: ModelRegistry, use_case: UseCase, test: pd.DataFrame
-) -> tuple[ModelVersionRef | None, float | None]:
-    """The current champion's promotion metric on the candidate's held-out window."""
+@dataclass(frozen=True)
+class ChampionOnWindow:
+    """The current champion on the candidate's held-out window: its promotion metric and fairness."""
+
+    ref: ModelVersionRef
+    score: float
+    fairness: list[GroupReport]
+
+
+def champion_on(registry: ModelRegistry, use_case: UseCase, test: pd.DataFrame) -> ChampionOnWindow | None:
     champion = registry.by_alias(use_case.model_name, CHAMPION)
     if champion is None:
-        return None, None
+        return None
     model = registry.load(use_case.model_name, champion.version)
     X, y = coerce_features(test, use_case), target_vector(test, use_case)
-    return champion, evaluate(use_case.task, y, model_output(model, X, use_case.task))[use_case.promotion.metric]
+    output = model_output(model, X, use_case.task)
+    threshold = float(champion.tags.get("decision_threshold", DEFAULT_THRESHOLD))
+    return ChampionOnWindow(
+        ref=champion,
+        score=evaluate(use_case.task, y, output, threshold=threshold)[use_case.promotion.metric],
+        fairness=assess(test, y, output, use_case, threshold=threshold),
+    )
 
 
 def training_record(
@@ -50,6 +64,7 @@ def training_record(
     eda: EdaReport | None = None,
     feature_sets: list[FeatureSetScore] | None = None,
     feature_set_table: list[Path] | None = None,
+    fairness: list[GroupReport] | None = None,
 ) -> TrainingRecord:
     split = result.split.describe("event_time")
     metrics = {f"test_{k}": v for k, v in result.test_metrics.items()}
@@ -58,6 +73,7 @@ def training_record(
         metrics.update({f"val_{c.algorithm}_{k}": v for k, v in c.validation_metrics.items()})
     if decision.champion_score is not None:
         metrics["champion_test_score"] = decision.champion_score
+    metrics.update(flat_metrics(fairness or []))
     threshold = result.decision
     if threshold is not None:
         metrics.update({"val_precision_at_threshold": threshold.precision, "val_recall_at_threshold": threshold.recall})
@@ -145,11 +161,11 @@ def train_flow(
     result = train(frame, uc)
     logger.info("best candidate %s %s; test %s", result.algorithm, result.params, result.test_metrics)
 
-    champion, champion_score = champion_score_on(rt.registry, uc, result.split.test)
+    champion = champion_on(rt.registry, uc, result.split.test)
     decision = decide_promotion(
         metric=uc.promotion.metric,
         candidate_score=result.test_metrics[uc.promotion.metric],
-        champion_score=champion_score,
+        champion_score=champion.score if champion else None,
         margin=uc.promotion.margin,
         higher_is_better=uc.higher_is_better,
     )
@@ -160,6 +176,18 @@ def train_flow(
         else []
     )
     X_test = coerce_features(result.split.test, uc)
+    # The same window, the same groups: does the candidate treat them alike, and no worse than the champion?
+    fairness = assess(
+        result.split.test,
+        target_vector(result.split.test, uc),
+        model_output(result.model, X_test, uc.task),
+        uc,
+        threshold=result.decision.threshold if result.decision else DEFAULT_THRESHOLD,
+    )
+    if uc.fairness is not None:
+        fair, why = fairness_verdict(fairness, champion.fairness if champion else None, uc.fairness)
+        decision = gate_on_fairness(decision, fair=fair, why=why)
+        logger.info("fairness: %s", why)
     with tempfile.TemporaryDirectory() as tmp:
         plots = save_plots(
             Path(tmp),
@@ -179,6 +207,7 @@ def train_flow(
             eda=eda,
             feature_sets=sets,
             feature_set_table=table,
+            fairness=fairness,
         )
         ref = rt.registry.log_and_register(record)
 
@@ -187,7 +216,7 @@ def train_flow(
     elif decision.verdict == "challenger":
         rt.registry.set_alias(uc.model_name, CHALLENGER, ref.version)
     if champion is not None:
-        rt.registry.tag(uc.model_name, ref.version, {"compared_with_champion": champion.version})
+        rt.registry.tag(uc.model_name, ref.version, {"compared_with_champion": champion.ref.version})
     logger.info("model %s v%s: %s (%s)", uc.model_name, ref.version, decision.verdict, decision.reason)
     return {
         "model_name": uc.model_name,
@@ -201,5 +230,6 @@ def train_flow(
         "feature_sets": [s.as_row() for s in sets],
         "threshold": result.decision.as_dict() if result.decision else None,
         "decision": asdict(decision),
-        "champion_version": champion.version if champion else None,
+        "champion_version": champion.ref.version if champion else None,
+        "fairness": [r.as_dict() for r in fairness],
     }
