@@ -85,6 +85,9 @@ def test_a_year_in_production_tells_the_real_story(tmp_path: Path):
         else:
             assert after["rollout"] is None
 
+    # every month's error on working days and the rest, relative to the month's overall error
+    assert all(set(m["fairness"]) == {"fairness_workingday_relative_rmse_gap"} for m in months)
+
     story = summary["story"]
     assert story["months_after_first_retrain"] >= 6
     assert story["mean_live_error_after"] < story["mean_baseline_error_after"]
@@ -110,6 +113,11 @@ def test_the_classifier_runs_the_same_loop_and_twice_in_a_row(classifier_twice: 
             # catching most defaulters
             assert 0 < m["decision_threshold"] < 0.5
             assert m["recall_at_threshold"] > 0.5 and 0 < m["precision_at_threshold"] < 1
+            # the gaps between students and the rest on the month's labels
+            assert set(m["fairness"]) == {
+                "fairness_student_demographic_parity_difference",
+                "fairness_student_equalized_odds_difference",
+            } and all(0 <= v <= 1 for v in m["fairness"].values())
     assert second["bootstrap"]["model_version"] == "1"  # fresh registry, not a resumed one
     # The same month: the same rows, model versions, drift verdict and retraining, the same errors
     # (up to the last bits: a random forest sums its trees in whatever order its threads finish).
