@@ -221,6 +221,29 @@ def eda(
         _fail(str(err))
 
 
+@app.command("model-card")
+def model_card(
+    version: Annotated[str | None, typer.Argument(help="Model version (default: the champion).")] = None,
+    use_case: UseCaseOpt = "bike_demand",
+    html: Annotated[bool, typer.Option("--html", help="Print the path of the HTML card instead.")] = False,
+    state_dir: StateDirOpt = None,
+) -> None:
+    """Print a registered version's model card (Markdown): intended use, data version and its EDA,
+    training window, test metrics with 95 % bootstrap intervals, the decision threshold and its rule,
+    fairness per group, top features, limitations, and the promotion decision with its reason. Every
+    training run writes one (MLflow artifact `card/`, and reports/<use_case>/cards/ in the state directory).
+    """
+    prepare_environment(state_dir)
+    _require_pipelines()
+    try:
+        from pipelines.train import fetch_card
+
+        markdown, page = fetch_card(use_case, version)
+    except (*_known_errors(), ValueError) as err:
+        _fail(str(err))
+    typer.echo(str(page) if html else markdown.read_text())
+
+
 @app.command()
 def serve(
     use_case: UseCaseOpt = "bike_demand",

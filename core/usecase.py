@@ -228,6 +228,13 @@ class Fairness(_Strict):
     margin: float = Field(default=0.02, ge=0, description="How much a challenger may widen the champion's gap.")
 
 
+class Card(_Strict):
+    """What every model card of the use case says about its purpose (models.card)."""
+
+    intended_use: str = Field(default="", description="Who uses the predictions, and for what.")
+    out_of_scope: str = Field(default="", description="What the model must not be used for.")
+
+
 class Eda(_Strict):
     """How the exploratory analysis (analysis.eda) judges a dataset version; the defaults fit most tables."""
 
@@ -272,6 +279,7 @@ class UseCase(_Strict):
     deployment: Deployment = Deployment()
     eda: Eda = Eda()
     fairness: Fairness | None = None
+    card: Card = Card()
     decision: Decision | None = Field(
         default=None, description="Classification: how the decision threshold is chosen (default: 0.5)."
     )

@@ -100,6 +100,8 @@ class ModelRegistry(Protocol):
     def get(self, name: str, version: str) -> ModelVersionRef: ...
     def set_alias(self, name: str, alias: str, version: str) -> None: ...
     def delete_alias(self, name: str, alias: str) -> None: ...
+    def attach(self, run_id: str, folder: str, paths: list[Path]) -> None: ...
+    def run_artifact(self, run_id: str, path: str) -> bytes: ...
     def tag(self, name: str, version: str, tags: dict[str, str]) -> None: ...
     def load(self, name: str, version: str) -> Pipeline: ...
     def reference(self, ref: ModelVersionRef) -> pd.DataFrame: ...
@@ -199,6 +201,18 @@ class MlflowRegistry:
             self._client.delete_registered_model_alias(name, alias)
         except MlflowException:
             pass  # already absent: deleting is idempotent
+
+    def attach(self, run_id: str, folder: str, paths: list[Path]) -> None:
+        """Add files to a finished run (what is written once the version number is known)."""
+        for path in paths:
+            self._client.log_artifact(run_id, str(path), artifact_path=folder)
+
+    def run_artifact(self, run_id: str, path: str) -> bytes:
+        """One artifact file of a run."""
+        self._activate()
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self._mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp)
+            return Path(local).read_bytes()
 
     def tag(self, name: str, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

@@ -12,11 +12,13 @@ from typing import Any
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
+from core.layout import StateLayout
 from core.usecase import UseCase
+from models.card import card_html, card_markdown
 from models.compiler import compile_or_none
 from models.fairness import GroupReport, assess, fairness_verdict, flat_metrics
 from models.frames import coerce_features, target_vector
-from models.metrics import evaluate, model_output
+from models.metrics import bootstrap_intervals, evaluate, model_output
 from models.plots import save_plots
 from models.promotion import PromotionDecision, decide_promotion, gate_on_fairness
 from models.registry import CHALLENGER, CHAMPION, ChildRun, ModelRegistry, ModelVersionRef, TrainingRecord
@@ -116,6 +118,101 @@ def training_record(
     )
 
 
+CARD_RESAMPLES = 200  # bootstrap resamples of the test window for the card's intervals
+
+
+def model_card(
+    result: TrainingResult,
+    use_case: UseCase,
+    *,
+    ref: ModelVersionRef,
+    data_version: str,
+    rows: int,
+    eda: EdaReport,
+    decision: PromotionDecision,
+    fairness: list[GroupReport],
+    fairness_verdict: str,
+    intervals: dict[str, tuple[float, float]],
+) -> dict[str, Any]:
+    """Everything the version's card says (models.card renders it)."""
+    eda_summary = json.loads(eda.summary.read_text())
+    limitations = [f"{w['kind']}: {w['message']}" for w in eda_summary["warnings"] if w["severity"] != "info"]
+    windows = result.split.describe("event_time")
+    limitations.append(
+        f"Trained on data up to {windows['validation_end']}: it has seen nothing later; drift is watched for."
+    )
+    if fairness and "fails" in decision.reason:
+        limitations.append(f"Fairness: {fairness_verdict}")
+    top = sorted(result.feature_importance.items(), key=lambda kv: kv[1], reverse=True)[:5]
+    return {
+        "model_name": use_case.model_name,
+        "version": ref.version,
+        "run_id": ref.run_id,
+        "created": pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"),
+        "use_case": use_case.name,
+        "description": use_case.description,
+        "intended_use": use_case.card.intended_use or "Not stated in the use case.",
+        "out_of_scope": use_case.card.out_of_scope or "Not stated in the use case.",
+        "task": use_case.task,
+        "target": use_case.target,
+        "data": {
+            "data_version": data_version,
+            "rows": rows,
+            "eda_report": str(eda.html),
+            "eda_artifact": f"eda/{eda.html.name}",
+            "windows": windows,
+        },
+        "algorithm": result.algorithm,
+        "params": result.params,
+        "resamples": CARD_RESAMPLES,
+        "metrics": {
+            name: {"value": value, "low": intervals[name][0], "high": intervals[name][1]}
+            for name, value in result.test_metrics.items()
+            if name in intervals
+        },
+        "threshold": result.decision.as_dict() if result.decision else None,
+        "fairness": [r.as_dict() for r in fairness],
+        "fairness_verdict": fairness_verdict,
+        "top_features": top,
+        "limitations": limitations,
+        "promotion": {"verdict": decision.verdict, "reason": decision.reason},
+    }
+
+
+def card_paths(layout: StateLayout, use_case: str, version: str) -> tuple[Path, Path]:
+    folder = layout.reports / use_case / "cards"
+    return folder / f"v{version}.md", folder / f"v{version}.html"
+
+
+def write_card(card: dict[str, Any], layout: StateLayout, use_case: str) -> list[Path]:
+    markdown, page = card_paths(layout, use_case, str(card["version"]))
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(card_markdown(card))
+    page.write_text(card_html(card))
+    return [markdown, page]
+
+
+def fetch_card(use_case: str, version: str | None = None, state_dir: str | None = None) -> tuple[Path, Path]:
+    """A registered version's card (default: the champion's), as local files: from the state directory
+    when this machine wrote them, else downloaded from the version's training run."""
+    rt = get_runtime(state_dir)
+    uc = rt.use_case(use_case)
+    ref = rt.registry.by_alias(uc.model_name, CHAMPION) if version is None else rt.registry.get(uc.model_name, version)
+    if ref is None:
+        raise ValueError(f"'{uc.model_name}' has no champion yet: name a version, or train one")
+    paths = card_paths(rt.layout, uc.name, ref.version)
+    if not all(p.exists() for p in paths):
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            try:
+                path.write_bytes(rt.registry.run_artifact(ref.run_id, f"card/{path.name}"))
+            except Exception as err:
+                raise ValueError(
+                    f"'{uc.model_name}' v{ref.version} has no model card (registered before cards were): {err}"
+                ) from err
+    return paths
+
+
 @task
 def compare_sets(
     frame: pd.DataFrame, use_case: UseCase, algorithm: str, params: dict[str, Any], importance: dict[str, float]
@@ -176,14 +273,11 @@ def train_flow(
         else []
     )
     X_test = coerce_features(result.split.test, uc)
+    y_test, test_output = target_vector(result.split.test, uc), model_output(result.model, X_test, uc.task)
     # The same window, the same groups: does the candidate treat them alike, and no worse than the champion?
-    fairness = assess(
-        result.split.test,
-        target_vector(result.split.test, uc),
-        model_output(result.model, X_test, uc.task),
-        uc,
-        threshold=result.decision.threshold if result.decision else DEFAULT_THRESHOLD,
-    )
+    threshold = result.decision.threshold if result.decision else DEFAULT_THRESHOLD
+    fairness = assess(result.split.test, y_test, test_output, uc, threshold=threshold)
+    why = "no fairness groups declared"
     if uc.fairness is not None:
         fair, why = fairness_verdict(fairness, champion.fairness if champion else None, uc.fairness)
         decision = gate_on_fairness(decision, fair=fair, why=why)
@@ -192,8 +286,8 @@ def train_flow(
         plots = save_plots(
             Path(tmp),
             task=uc.task,
-            y_true=target_vector(result.split.test, uc),
-            y_score=model_output(result.model, X_test, uc.task),
+            y_true=y_test,
+            y_score=test_output,
             importance=result.feature_importance,
             threshold=result.decision.threshold if result.decision else None,
         )
@@ -218,6 +312,13 @@ def train_flow(
     if champion is not None:
         rt.registry.tag(uc.model_name, ref.version, {"compared_with_champion": champion.ref.version})
     logger.info("model %s v%s: %s (%s)", uc.model_name, ref.version, decision.verdict, decision.reason)
+    card = model_card(
+        result, uc, ref=ref, data_version=data_version, rows=len(frame), eda=eda, decision=decision,
+        fairness=fairness, fairness_verdict=why,
+        intervals=bootstrap_intervals(uc.task, y_test, test_output, threshold=threshold, resamples=CARD_RESAMPLES),
+    )  # fmt: skip
+    card_files = write_card(card, rt.layout, uc.name)
+    rt.registry.attach(ref.run_id, "card", card_files)
     return {
         "model_name": uc.model_name,
         "version": ref.version,
@@ -232,4 +333,5 @@ def train_flow(
         "decision": asdict(decision),
         "champion_version": champion.ref.version if champion else None,
         "fairness": [r.as_dict() for r in fairness],
+        "model_card": str(card_files[0]),
     }

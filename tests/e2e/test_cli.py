@@ -126,3 +126,9 @@ def test_sample_batch_writes_a_month_and_refuses_an_unknown_one(tmp_path):
 def test_eda_without_data_says_what_to_do_first(tmp_path):
     out = mlops("eda", state=tmp_path / "state")
     assert out.returncode == 2 and "no curated data for 'bike_demand': ingest a batch first" in out.stderr
+
+
+@pytest.mark.slow
+def test_a_model_card_without_a_model_says_so(tmp_path):
+    out = mlops("model-card", state=tmp_path / "state")
+    assert out.returncode == 2 and "'bike-demand' has no champion yet" in out.stderr

@@ -94,3 +94,33 @@ def test_feature_sets_are_compared_as_child_runs_of_the_training_run(bootstrap_f
     assert {round(c.data.metrics["cv_rmse"], 6) for c in children} == {round(r["cv_mean"], 6) for r in table.values()}
     artifacts = {a.path for a in client.list_artifacts(result["run_id"], "feature_selection")}
     assert artifacts == {"feature_selection/feature_sets.md", "feature_selection/feature_sets.json"}
+
+
+def test_every_version_has_a_model_card_on_its_run_and_in_the_state_directory(trained_state: Path):
+    from pipelines.train import card_paths, fetch_card
+
+    markdown, page = fetch_card("bike_demand", state_dir=str(trained_state))  # the champion's
+    assert (markdown, page) == card_paths(StateLayout(trained_state), "bike_demand", "1")
+    card = markdown.read_text()
+    assert card.startswith("# Model card: bike-demand v1")
+    for section in (
+        "## Intended use",
+        "## Data",
+        "## Metrics on the test window (95 % bootstrap intervals",
+        "## Fairness: per group",
+        "## Most important features",
+        "## Limitations",
+        "## Promotion",
+    ):
+        assert section in card, section  # fmt: skip
+    assert "| rmse |" in card and "Verdict: champion." in card
+    assert "redundant: 'temp' and 'atemp' restate each other" in card  # a limitation from the EDA
+    assert "<h2>Fairness: per group</h2>" in page.read_text()
+
+    # on a machine that did not train it, the card comes from the run in MLflow
+    client = _client(trained_state)
+    run_id = client.get_model_version("bike-demand", "1").run_id
+    assert {a.path for a in client.list_artifacts(run_id, "card")} == {"card/v1.md", "card/v1.html"}
+    markdown.unlink()
+    page.unlink()
+    assert fetch_card("bike_demand", "1", state_dir=str(trained_state))[0].read_text() == card

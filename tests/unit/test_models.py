@@ -107,3 +107,17 @@ def test_class_weights_reach_every_classifier_and_a_regression_use_case_refuses_
     data["training"]["class_weight"] = "balanced"
     with pytest.raises(UseCaseError, match=r"training\.class_weight applies to classification only"):
         parse_use_case(data, origin="test.yaml", base_dir=USECASES)
+
+
+def test_bootstrap_intervals_hold_the_metric_and_narrow_with_more_rows():
+    from models.metrics import bootstrap_intervals
+
+    rng = np.random.default_rng(1)
+    small_y = rng.normal(0, 1, 100)
+    small = bootstrap_intervals("regression", small_y, small_y + rng.normal(0, 1, 100), resamples=300)
+    large_y = rng.normal(0, 1, 2500)
+    large = bootstrap_intervals("regression", large_y, large_y + rng.normal(0, 1, 2500), resamples=300)
+    low, high = large["rmse"]
+    assert low < 1.0 < high  # the noise's standard deviation, which is the true RMSE
+    assert high - low < (small["rmse"][1] - small["rmse"][0]) / 2  # 25x the rows: about a fifth as wide
+    assert set(small) == {"rmse", "mae", "r2"}
