@@ -284,6 +284,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
         "story": story(rows),
         "reports": reports,
         "eda_reports": str(layout.reports / uc.name / "eda"),  # one per data version a model was trained on
+        "model_cards": str(layout.reports / uc.name / "cards"),  # one per registered version
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     path = layout.root / "demo-summary.json"
@@ -298,5 +299,6 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
             f"{s['mean_baseline_error_after']:.4g} had the bootstrap model stayed in production."
         )
     print(f"\nExploratory analysis of each data version a model was trained on: {summary['eda_reports']}/")
+    print(f"A model card for each registered version: {summary['model_cards']}/ (or: mlops model-card VERSION)")
     summary["summary_path"] = str(path)
     return summary

@@ -98,6 +98,9 @@ def test_a_year_in_production_tells_the_real_story(tmp_path: Path):
     analysed = sorted(Path(summary["eda_reports"]).glob("*.html"))
     assert len(analysed) == 1 + sum(m["retrained"] for m in months), analysed
     assert {p.with_suffix(".json").is_file() for p in analysed} == {True}
+    # a model card for every registered version: the bootstrap model and each retraining's
+    cards = sorted(Path(summary["model_cards"]).glob("v*.md"))
+    assert len(cards) == 1 + sum(m["retrained"] for m in months), cards
 
 
 @pytest.mark.slow
