@@ -138,14 +138,22 @@ def test_the_service_is_replicated_behind_nginx_and_shares_one_state(data):
 
 def test_nginx_balances_per_request_retries_safely_and_keeps_the_body_limit(data):
     conf = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    proxy = (ROOT / "deploy" / "nginx" / "mlops-proxy.conf").read_text()
     assert re.search(r"server serving:8000 resolve\b", conf) and "zone serving" in conf  # replicas found by name
-    assert re.search(r"^\s*keepalive \d+;", conf, re.M) and 'proxy_set_header Connection "";' in conf
-    assert "proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;" in conf
-    assert "proxy_set_header X-Request-ID $mlops_request_id;" in conf and "X-Forwarded-For" in conf
+    assert re.search(r"^\s*keepalive \d+;", conf, re.M) and 'proxy_set_header Connection "";' in proxy
+    locations = dict(re.findall(r"location (= /predict|/) \{(.*?)\}", conf, re.S))
+    # a prediction is retried elsewhere on any failure to answer; other calls only when unreachable,
+    # so that a 503 shared by every replica (its database restarting) marks none of them down
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;" in locations["= /predict"]
+    assert "proxy_next_upstream error timeout non_idempotent;" in locations["/"]
+    assert all("include /etc/nginx/mlops-proxy.conf;" in body for body in locations.values())
+    assert "proxy_set_header X-Request-ID $mlops_request_id;" in proxy and "X-Forwarded-For" in proxy
     assert "$upstream_addr" in conf and "$upstream_response_time" in conf  # the access log
     limit = re.search(r"client_max_body_size (\d+)m;", conf)
     served = int(data["services"]["serving"]["environment"]["MLOPS_MAX_BODY_BYTES"])
     assert limit and int(limit.group(1)) * 1024 * 1024 == served
+    mounted = data["services"]["gateway"]["volumes"]
+    assert "./deploy/nginx/mlops-proxy.conf:/etc/nginx/mlops-proxy.conf:ro" in mounted
 
 
 def stages(dockerfile: str) -> dict[str, tuple[str, str]]:
