@@ -225,7 +225,11 @@ class Fairness(_Strict):
         description="Largest gap allowed between groups: the equalized-odds difference (classification) "
         "or the RMSE spread relative to the overall RMSE (regression).",
     )
-    margin: float = Field(default=0.02, ge=0, description="How much a challenger may widen the champion's gap.")
+    margin: float | None = Field(
+        default=0.02,
+        ge=0,
+        description="How much a challenger may widen the champion's gap; null: only max_gap is checked.",
+    )
 
 
 class Card(_Strict):

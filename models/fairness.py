@@ -12,7 +12,8 @@ Per version, on the test window (and by monitoring, on labelled live traffic), w
   to the overall RMSE ((max - min) / overall).
 
 ``fairness_verdict`` is the promotion gate: a candidate whose gap exceeds the YAML's ``max_gap``,
-or widens the champion's by more than ``margin``, is not promoted, and the reason says which.
+or widens the champion's by more than ``margin`` (when one is set), is not promoted, and the reason
+says which.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def fairness_verdict(
         if report.gap > cfg.max_gap:
             return False, f"{name} for '{report.attribute}' {report.gap:.3f} exceeds the limit {cfg.max_gap:.3f}"
         before = champion_gaps.get(report.attribute)
-        if before is not None and report.gap > before + cfg.margin:
+        if cfg.margin is not None and before is not None and report.gap > before + cfg.margin:
             return False, (
                 f"{name} for '{report.attribute}' widens from {before:.3f} (champion) to {report.gap:.3f}, "
                 f"more than the margin {cfg.margin:.3f}"

@@ -88,3 +88,10 @@ def test_monitoring_measures_the_gaps_on_labelled_live_rows(credit):
     gaps = live_fairness(live, credit, threshold=0.5)
     assert gaps["fairness_student_equalized_odds_difference"] == pytest.approx(0.5)
     assert live_fairness(live.drop(columns="student"), credit, threshold=0.5) == {}  # not carried by requests
+
+
+def test_without_a_margin_only_the_limit_counts(credit):
+    (unfair,) = assess(GROUPS, Y, SCORES, credit)  # gap 0.5
+    (fair,) = assess(GROUPS, Y, np.array([0.9, 0.8, 0.1, 0.1, 0.9, 0.8, 0.1, 0.1]), credit)  # gap 0
+    assert fairness_verdict([unfair], [fair], Fairness(groups=["student"], max_gap=0.6, margin=None))[0]
+    assert not fairness_verdict([unfair], [fair], Fairness(groups=["student"], max_gap=0.6, margin=0.1))[0]

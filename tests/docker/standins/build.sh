@@ -30,8 +30,13 @@ mirror() {
 base() {
   local tag="$1" suite="$2" packages="$3" dir
   "$docker" image inspect "$tag" >/dev/null 2>&1 && return
-  command -v debootstrap >/dev/null || die "debootstrap is missing: apt-get install debootstrap"
   [[ "$(id -u)" == 0 ]] || die "building $tag needs root (debootstrap)"
+  if ! command -v debootstrap >/dev/null; then
+    command -v apt-get >/dev/null || die "debootstrap is missing, and there is no apt-get to install it"
+    echo "standins: installing debootstrap"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; } \
+      || die "could not install debootstrap"
+  fi
   dir="$(mktemp -d)"
   echo "standins: debootstrap $suite ($packages) from $(mirror)"
   debootstrap --variant=minbase --include="$packages" "$suite" "$dir" "$(mirror)" /usr/share/debootstrap/scripts/sid \
