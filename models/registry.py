@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 DECISION_FILE = "decision.json"  # a classifier's threshold, among the model's extra files
+BACKGROUND_FILE = "explain_background.json"  # training rows that explanations compare a record with
 
 
 @dataclass(frozen=True)
@@ -64,10 +65,17 @@ class TrainingRecord:
     child_runs: list[ChildRun] = field(default_factory=list)
     # Classification: the decision threshold and its rule (models.threshold), registered with the model.
     decision: dict[str, Any] | None = None
+    # Training rows as records, the background of the service's explanations (models.explain).
+    background: list[dict[str, Any]] | None = None
 
 
 def model_files(
-    model: Any, *, compiled: bytes | None, workdir: Path, decision: dict[str, Any] | None = None
+    model: Any,
+    *,
+    compiled: bytes | None,
+    workdir: Path,
+    decision: dict[str, Any] | None = None,
+    background: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """How a model's MLflow directory is written (``mlflow.sklearn.save_model``/``log_model`` options).
 
@@ -85,6 +93,9 @@ def model_files(
     if decision is not None:
         (workdir / DECISION_FILE).write_text(json.dumps(decision))
         extra_files.append(str(workdir / DECISION_FILE))
+    if background is not None:
+        (workdir / BACKGROUND_FILE).write_text(json.dumps(background))
+        extra_files.append(str(workdir / BACKGROUND_FILE))
     return {
         "serialization_format": "skops",
         # skops refuses types it does not know; this model was produced by us a
@@ -172,7 +183,13 @@ class MlflowRegistry:
                 registered_model_name=record.model_name,
                 # Explicit requirements skip MLflow's slow inference in a subprocess.
                 pip_requirements=record.pip_requirements,
-                **model_files(record.model, compiled=compiled, workdir=Path(tmp), decision=record.decision),
+                **model_files(
+                    record.model,
+                    compiled=compiled,
+                    workdir=Path(tmp),
+                    decision=record.decision,
+                    background=record.background,
+                ),
             )
         version = str(info.registered_model_version)
         self.tag(record.model_name, version, record.tags)

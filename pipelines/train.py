@@ -16,6 +16,7 @@ from core.layout import StateLayout
 from core.usecase import UseCase
 from models.card import card_html, card_markdown
 from models.compiler import compile_or_none
+from models.explain import BACKGROUND_ROWS
 from models.fairness import GroupReport, assess, fairness_verdict, flat_metrics
 from models.frames import coerce_features, target_vector
 from models.metrics import bootstrap_intervals, evaluate, model_output
@@ -107,6 +108,7 @@ def training_record(
             **({"feature_selection": feature_set_table} if feature_set_table else {}),
         },
         decision=None if threshold is None else {"threshold": threshold.threshold, "rule": threshold.rule},
+        background=background_records(result.reference, use_case),
         child_runs=[
             ChildRun(
                 name=f"feature set: {s.name}",
@@ -116,6 +118,12 @@ def training_record(
             for s in feature_sets or []
         ],
     )
+
+
+def background_records(reference: pd.DataFrame, use_case: UseCase) -> list[dict[str, Any]]:
+    """The first training rows of the reference sample, as the records the service receives."""
+    rows = reference[use_case.features].head(BACKGROUND_ROWS)
+    return json.loads(rows.to_json(orient="records"))
 
 
 CARD_RESAMPLES = 200  # bootstrap resamples of the test window for the card's intervals

@@ -39,6 +39,8 @@ from services.serving.rollouts.clock import Clock, SystemClock
 from services.serving.rollouts.router import PIN_HEADER, Route, route
 from services.serving.rollouts.store import RolloutStore
 from services.serving.schemas import (
+    ExplainResponse,
+    Explanation,
     FeedbackRequest,
     FeedbackResponse,
     PredictResponse,
@@ -314,6 +316,61 @@ def create_app(
         }
         headers = {"X-Model-Version": model.version, "X-Variant": variant, "X-Request-ID": request_id}
         return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+
+    @app.post(
+        "/explain",
+        response_model=ExplainResponse,
+        responses={
+            409: {"description": "The version was registered without background rows to explain against."},
+            413: {"description": "More records than MLOPS_EXPLAIN_MAX_RECORDS."},
+            422: {"description": "A field is missing, extra, out of range or of the wrong type."},
+            503: {"description": "No model loaded (for example, no champion yet)."},
+        },
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+    )
+    async def explain(
+        request: Request,
+        state: State,
+        x_pin_variant: Annotated[str | None, Header(alias=PIN_HEADER)] = None,
+    ) -> ExplainResponse:
+        """Why the model predicts what it does: per record, each feature's exact Shapley value against
+        the model's training background, adding up to the prediction minus the base value. Same body
+        and checks as /predict; explains the stable version (`X-Pin-Variant: candidate` for the other).
+        Nothing is logged: an explanation is not a prediction served to a user."""
+        snap = state.control.snapshot
+        if snap is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model to serve: {state.control.last_error}")
+        if x_pin_variant not in (None, "stable", "candidate"):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{PIN_HEADER} must be 'stable' or 'candidate'")
+        model = snap.candidate if x_pin_variant == "candidate" else snap.stable
+        if model is None:
+            raise HTTPException(status.HTTP_409_CONFLICT, "no rollout in progress: there is no candidate to explain")
+        records = _parse_records(state, await request.body())
+        if len(records) > state.settings.explain_max_records:
+            raise HTTPException(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                f"{len(records)} records to explain; the limit is {state.settings.explain_max_records}",
+            )
+        if not model.background:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"model v{model.version} was registered without background rows: retrain to explain it",
+            )
+        from models.explain import explain as shapley  # only here: /predict never loads it
+
+        use_case = state.use_case
+
+        def run() -> list[Any]:
+            predict = lambda rows: model.predict(rows, use_case)  # noqa: E731
+            return [shapley(predict, r, model.background, use_case.features) for r in records]
+
+        found = await asyncio.to_thread(run)
+        return ExplainResponse(
+            model_name=model.name,
+            model_version=model.version,
+            base_value=found[0].base_value,
+            explanations=[Explanation(prediction=e.prediction, contributions=e.contributions) for e in found],
+        )
 
     @app.post(
         "/feedback",

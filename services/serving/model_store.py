@@ -41,7 +41,7 @@ from core.startup import redact
 from core.usecase import UseCase
 from models.compiled import ARTIFACT_NAME, CompiledModel, InvalidCompiledModel
 from models.metrics import model_output
-from models.registry import CHAMPION, DECISION_FILE, PREVIOUS
+from models.registry import BACKGROUND_FILE, CHAMPION, DECISION_FILE, PREVIOUS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,6 +61,7 @@ class LoadedModel:
     compiled: CompiledModel | None = None
     pipeline: Any = None  # the scikit-learn model, when loaded
     threshold: float = 0.5  # a classifier's decision threshold, as registered with the version
+    background: tuple[dict[str, Any], ...] = ()  # training rows for explanations (none: registered without)
 
     def predict(self, records: Sequence[Mapping[str, Any]], use_case: UseCase) -> np.ndarray:
         if self.compiled is not None:
@@ -98,16 +99,19 @@ def load_version(source: ModelSource, name: str, version: str, *, compiled: bool
 
     def load() -> LoadedModel:
         flavor = _sklearn_flavor(source, name, version)
-        threshold = _threshold(source, name, version, flavor)
+        extras = {
+            "threshold": _threshold(source, name, version, flavor),
+            "background": _background(source, name, version, flavor),
+        }
         path = _extra_file(flavor, ARTIFACT_NAME) if compiled else None
         if path is not None:
             try:
                 model = CompiledModel.from_bytes(source.read_file(name, version, path))
-                return LoadedModel(name, version, time.time(), compiled=model, threshold=threshold)
+                return LoadedModel(name, version, time.time(), compiled=model, **extras)
             except InvalidCompiledModel as err:
                 log.warning("model '%s' v%s: its compiled model is not used: %s", name, version, err)
         pipeline = _pipeline(source, name, version, flavor)
-        return LoadedModel(name, version, time.time(), pipeline=pipeline, threshold=threshold)
+        return LoadedModel(name, version, time.time(), pipeline=pipeline, **extras)
 
     return _loading(name, version, load)
 
@@ -140,6 +144,12 @@ def _extra_file(flavor: Mapping[str, Any], file_name: str) -> str | None:
     """Where the MLmodel lists one of its extra files (the compiled model, the decision), if it does."""
     paths = [entry.get("path", "") for entry in flavor.get("extra_files") or []]
     return next((p for p in paths if PurePosixPath(p).name == file_name), None)
+
+
+def _background(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The training rows registered for explanations; none for a version registered without them."""
+    path = _extra_file(flavor, BACKGROUND_FILE)
+    return () if path is None else tuple(json.loads(source.read_file(name, version, path)))
 
 
 def _threshold(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> float:

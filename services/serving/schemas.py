@@ -101,6 +101,20 @@ class FeedbackResponse(BaseModel):
     accepted: int
 
 
+class Explanation(BaseModel):
+    prediction: float = Field(description="The model's output for the record (a classifier's probability).")
+    contributions: dict[str, float] = Field(
+        description="Per feature: its exact Shapley value; they add up to prediction minus base_value."
+    )
+
+
+class ExplainResponse(BaseModel):
+    model_name: str
+    model_version: str
+    base_value: float = Field(description="The model's average output over its training background rows.")
+    explanations: list[Explanation]
+
+
 class Readiness(BaseModel):
     ready: bool
     use_case: str

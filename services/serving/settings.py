@@ -19,6 +19,11 @@ class ServingSettings(CommonSettings):
     admin_token: str = Field(default=DEFAULT_ADMIN_TOKEN, description="Token for /admin endpoints.")
     dev_mode: bool = Field(default=True, description="Allow the default admin token (never in production).")
     max_records: int = Field(default=10_000, ge=1, description="Most records one /predict request may carry.")
+    explain_max_records: int = Field(
+        default=20,
+        ge=1,
+        description="Most records one /explain request may carry: each costs 2^features x 32 predictions.",
+    )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     log_queue_size: int = Field(
         default=100_000,

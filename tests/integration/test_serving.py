@@ -308,3 +308,43 @@ def test_a_classifier_labels_at_its_registered_threshold_and_says_which(credit, 
     probabilities = [p["value"] for p in body["predictions"]]
     assert [p["label"] for p in body["predictions"]] == ["Yes" if v >= threshold else "No" for v in probabilities]
     assert any(0.05 <= v < 0.5 for v in probabilities)  # a record whose label the threshold decides
+
+
+def test_explanations_add_up_to_the_prediction_and_are_checked_like_predictions(client, bike):
+    records = [RECORD, {**RECORD, "hr": 3, "temp": 0.1}]
+    predicted = [p["value"] for p in client.post("/predict", json=records).json()["predictions"]]
+    r = client.post("/explain", json=records)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model_version"] == "1"
+    for explanation, value in zip(body["explanations"], predicted, strict=True):
+        assert set(explanation["contributions"]) == set(bike.features)
+        assert body["base_value"] + sum(explanation["contributions"].values()) == pytest.approx(value, abs=1e-6)
+        assert explanation["prediction"] == pytest.approx(value, abs=1e-9)
+    rush, night = body["explanations"]
+    assert rush["contributions"]["hr"] > night["contributions"]["hr"]  # 17h is busier than 3h
+    # the same checks as /predict, and a limit of its own
+    assert client.post("/explain", json={**RECORD, "hr": 25}).status_code == 422
+    too_many = client.post("/explain", json=[RECORD] * 21)
+    assert too_many.status_code == 413 and "the limit is 20" in too_many.json()["detail"]
+
+
+def test_a_version_registered_without_background_rows_cannot_be_explained(credit, tmp_path):
+    import pandas as pd
+
+    from models.frames import coerce_features, target_vector
+    from models.training import make_pipeline
+    from tests.conftest import DATA
+    from tests.support.model_files import registered_files
+
+    data = pd.read_csv(DATA / "Default.csv").head(2000)
+    model = make_pipeline(credit, "logistic_regression").fit(coerce_features(data, credit), target_vector(data, credit))
+    settings = ServingSettings(
+        state_dir=tmp_path,
+        use_case="credit_default",
+        admin_token=TOKEN,
+        prediction_log_url=f"sqlite:///{tmp_path}/l.db",
+    )
+    with TestClient(create_app(settings, model_source=ChampionInMemory(registered_files(model)))) as c:
+        r = c.post("/explain", json={"student": "No", "balance": 1500.0, "income": 40000.0})
+    assert r.status_code == 409 and "registered without background rows" in r.json()["detail"]

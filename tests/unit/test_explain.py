@@ -1,0 +1,57 @@
+"""Exact Shapley values: known answers by hand, and contributions that add up to the prediction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.explain import MAX_FEATURES, explain
+
+
+def linear(rows):
+    return np.array([2 * r["a"] + 3 * r["b"] for r in rows], dtype=float)
+
+
+def product(rows):
+    return np.array([r["a"] * r["b"] for r in rows], dtype=float)
+
+
+BACKGROUND = [{"a": 0.0, "b": 0.0}, {"a": 2.0, "b": 4.0}]  # means 1 and 2
+
+
+def test_a_linear_model_gets_its_coefficient_times_the_distance_from_the_background_mean():
+    e = explain(linear, {"a": 5.0, "b": 1.0}, BACKGROUND, ["a", "b"])
+    assert e.contributions == pytest.approx({"a": 2 * (5 - 1), "b": 3 * (1 - 2)})
+    assert e.base_value == pytest.approx(2 * 1 + 3 * 2) and e.prediction == 13.0
+
+
+def test_an_interaction_is_shared_as_shapley_says_and_everything_adds_up():
+    e = explain(product, {"a": 3.0, "b": 5.0}, BACKGROUND, ["a", "b"])
+    # v({}) = mean(0, 8) = 4; v({a}) = mean(0, 12) = 6; v({b}) = mean(0, 10) = 5; v({a, b}) = 15
+    assert e.contributions["a"] == pytest.approx(0.5 * (6 - 4) + 0.5 * (15 - 5))
+    assert e.contributions["b"] == pytest.approx(0.5 * (5 - 4) + 0.5 * (15 - 6))
+    assert e.base_value + sum(e.contributions.values()) == pytest.approx(e.prediction, abs=1e-12)
+
+
+def test_too_many_features_or_no_background_is_refused():
+    wide = [f"x{i}" for i in range(MAX_FEATURES + 1)]
+    with pytest.raises(ValueError, match=f"at most {MAX_FEATURES} features"):
+        explain(linear, dict.fromkeys(wide, 0.0), [dict.fromkeys(wide, 0.0)], wide)
+    with pytest.raises(ValueError, match="needs background rows"):
+        explain(linear, {"a": 1.0, "b": 1.0}, [], ["a", "b"])
+
+
+def test_a_random_nonlinear_model_over_many_features_adds_up():
+    rng = np.random.default_rng(0)
+    features = [f"x{i}" for i in range(7)]
+    weights = rng.normal(size=7)
+
+    def model(rows):
+        X = np.array([[r[f] for f in features] for r in rows])
+        return np.tanh(X @ weights) + X[:, 0] * X[:, 3]
+
+    background = [dict(zip(features, rng.normal(size=7), strict=True)) for _ in range(5)]
+    record = dict(zip(features, rng.normal(size=7), strict=True))
+    e = explain(model, record, background, features)
+    assert e.base_value + sum(e.contributions.values()) == pytest.approx(e.prediction, abs=1e-9)
+    assert e.prediction == pytest.approx(model([record])[0])
