@@ -256,18 +256,16 @@ def create_app(
         state.metrics.observe_rollout(snap.rollout if snap else None, snap.stable.version if snap else None)
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
+    # What /predict and /explain share: the body (one record or a list) and the answers to bad input.
     record_schema = record_model(use_case).model_json_schema()
     body_schema = {"oneOf": [record_schema, {"type": "array", "items": record_schema}]}
+    records_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
+    record_errors: dict[int | str, dict[str, Any]] = {
+        422: {"description": "A field is missing, extra, out of range or of the wrong type."},
+        503: {"description": "No model loaded (for example, no champion yet)."},
+    }
 
-    @app.post(
-        "/predict",
-        response_model=PredictResponse,
-        responses={
-            422: {"description": "A field is missing, extra, out of range or of the wrong type."},
-            503: {"description": "No model loaded (for example, no champion yet)."},
-        },
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
-    )
+    @app.post("/predict", response_model=PredictResponse, responses=record_errors, openapi_extra=records_body)
     async def predict(
         request: Request,
         state: State,
@@ -323,10 +321,9 @@ def create_app(
         responses={
             409: {"description": "The version was registered without background rows to explain against."},
             413: {"description": "More records than MLOPS_EXPLAIN_MAX_RECORDS."},
-            422: {"description": "A field is missing, extra, out of range or of the wrong type."},
-            503: {"description": "No model loaded (for example, no champion yet)."},
+            **record_errors,
         },
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+        openapi_extra=records_body,
     )
     async def explain(
         request: Request,
