@@ -87,9 +87,16 @@ def choose_threshold(y_true: np.ndarray, y_score: np.ndarray, decision: Decision
 
 def default_choice(y_true: np.ndarray, y_score: np.ndarray) -> ThresholdChoice:
     """0.5, for a use case that declares no rule, with what it does on the same window."""
-    y, predicted = np.asarray(y_true, dtype=np.int64), np.asarray(y_score) >= DEFAULT_THRESHOLD
-    tp = float((predicted & (y == 1)).sum())
-    precision = tp / predicted.sum() if predicted.sum() else 1.0
-    recall = tp / y.sum() if y.sum() else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return ThresholdChoice(DEFAULT_THRESHOLD, "default 0.5 (no decision rule declared)", precision, recall, f1, None)
+    from models.metrics import evaluate
+
+    m = evaluate("classification", y_true, y_score, threshold=DEFAULT_THRESHOLD)
+    # nobody labelled positive: precision 1 (no false alarm), as choose_threshold counts it
+    precision = m["precision"] if m["tp"] + m["fp"] else 1.0
+    return ThresholdChoice(
+        DEFAULT_THRESHOLD, "default 0.5 (no decision rule declared)", precision, m["recall"], m["f1"], None
+    )
+
+
+def registered_threshold(tags: dict[str, str]) -> float:
+    """A version's decision threshold from its registry tags; 0.5 for one registered without it."""
+    return float(tags.get("decision_threshold", DEFAULT_THRESHOLD))

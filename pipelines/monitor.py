@@ -18,6 +18,7 @@ from models.frames import coerce_features, feature_frame, target_vector
 from models.metrics import evaluate, model_output
 from models.records import encode_labels
 from models.registry import CHAMPION
+from models.threshold import registered_threshold
 from monitoring.drift import PREDICTION, TARGET, run_report
 from pipelines.metrics import push
 from pipelines.notify import reload_service
@@ -85,11 +86,6 @@ def live_fairness(frame: pd.DataFrame, use_case: UseCase, *, threshold: float) -
     return flat_metrics(reports)
 
 
-def served_threshold(tags: dict[str, str]) -> float:
-    """A version's decision threshold, from its registry tags (0.5 for one registered without it)."""
-    return float(tags.get("decision_threshold", 0.5))
-
-
 @flow(name="monitor", log_prints=True)
 def monitor_flow(
     use_case: str,
@@ -149,8 +145,9 @@ def monitor_flow(
         workspace=rt.settings.evidently_workspace,
         project=uc.name,
     )
-    summary.quality = live_quality(current, uc, threshold=served_threshold(ref.tags))
-    fairness = live_fairness(current, uc, threshold=served_threshold(ref.tags))
+    threshold = registered_threshold(ref.tags)  # what labelled the served answers
+    summary.quality = live_quality(current, uc, threshold=threshold)
+    fairness = live_fairness(current, uc, threshold=threshold)
     payload = {
         "name": name,
         "use_case": uc.name,

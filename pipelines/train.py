@@ -24,7 +24,7 @@ from models.plots import save_plots
 from models.promotion import PromotionDecision, decide_promotion, gate_on_fairness
 from models.registry import CHALLENGER, CHAMPION, ChildRun, ModelRegistry, ModelVersionRef, TrainingRecord
 from models.selection import FeatureSetScore, as_markdown, compare_feature_sets
-from models.threshold import DEFAULT_THRESHOLD
+from models.threshold import DEFAULT_THRESHOLD, registered_threshold
 from models.training import TrainingResult, train, tuning_window
 from pipelines.eda import EdaReport, write_eda
 from pipelines.runtime import get_runtime
@@ -49,7 +49,7 @@ def champion_on(registry: ModelRegistry, use_case: UseCase, test: pd.DataFrame) 
     model = registry.load(use_case.model_name, champion.version)
     X, y = coerce_features(test, use_case), target_vector(test, use_case)
     output = model_output(model, X, use_case.task)
-    threshold = float(champion.tags.get("decision_threshold", DEFAULT_THRESHOLD))
+    threshold = registered_threshold(champion.tags)
     return ChampionOnWindow(
         ref=champion,
         score=evaluate(use_case.task, y, output, threshold=threshold)[use_case.promotion.metric],

@@ -51,7 +51,6 @@ from services.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,96}$")
-OUTCOMES = ("ok", "error")  # of a prediction, in the mlops_predictions counter
 
 
 def _parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
@@ -277,15 +276,9 @@ def create_app(
         During a rollout the router picks the version; `X-Pin-Variant: stable|candidate` pins it
         (internal testers, blue-green preview) and the A/B routing header keeps a user on one arm.
         """
-        snap = state.control.snapshot
-        if snap is None:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model to serve: {state.control.last_error}")
+        snap = _serving_snapshot(state, pin=x_pin_variant)
         if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-Request-ID must be 1-96 chars of [A-Za-z0-9._:-]")
-        if x_pin_variant not in (None, "stable", "candidate"):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{PIN_HEADER} must be 'stable' or 'candidate'")
-        if x_pin_variant == "candidate" and snap.candidate is None:
-            raise HTTPException(status.HTTP_409_CONFLICT, "no rollout in progress: there is no candidate to pin")
         records = _parse_records(state, await request.body())
         request_id = x_request_id or uuid.uuid4().hex
         rollout = snap.rollout if snap.candidate is not None else None
@@ -334,14 +327,9 @@ def create_app(
         the model's training background, adding up to the prediction minus the base value. Same body
         and checks as /predict; explains the stable version (`X-Pin-Variant: candidate` for the other).
         Nothing is logged: an explanation is not a prediction served to a user."""
-        snap = state.control.snapshot
-        if snap is None:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model to serve: {state.control.last_error}")
-        if x_pin_variant not in (None, "stable", "candidate"):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{PIN_HEADER} must be 'stable' or 'candidate'")
+        snap = _serving_snapshot(state, pin=x_pin_variant)
         model = snap.candidate if x_pin_variant == "candidate" else snap.stable
-        if model is None:
-            raise HTTPException(status.HTTP_409_CONFLICT, "no rollout in progress: there is no candidate to explain")
+        assert model is not None  # a candidate pin without a candidate was refused above
         records = _parse_records(state, await request.body())
         if len(records) > state.settings.explain_max_records:
             raise HTTPException(
@@ -403,6 +391,18 @@ def create_app(
     return app
 
 
+def _serving_snapshot(state: ServiceState, *, pin: str | None) -> Any:
+    """What serves now; 503 when nothing does, 400 for an unknown pin, 409 for a candidate pin without one."""
+    snap = state.control.snapshot
+    if snap is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model to serve: {state.control.last_error}")
+    if pin not in (None, "stable", "candidate"):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{PIN_HEADER} must be 'stable' or 'candidate'")
+    if pin == "candidate" and snap.candidate is None:
+        raise HTTPException(status.HTTP_409_CONFLICT, "no rollout in progress: there is no candidate to pin")
+    return snap
+
+
 async def _timed_predict(
     state: ServiceState, model: LoadedModel, records: list[dict[str, Any]]
 ) -> tuple[Any, str | None, float]:
@@ -425,7 +425,9 @@ def _record(
     request_id: str,
     records: list[dict[str, Any]],
 ) -> LoggedRequest:
-    _count(state, model.version, variant, "error" if error else "ok", len(records), latency)  # one of OUTCOMES
+    state.metrics.count(
+        version=model.version, variant=variant, ok=error is None, records=len(records), latency_s=latency / 1000
+    )
     return state.log_entry(
         request_id=request_id,
         records=records,
@@ -467,15 +469,6 @@ async def _mirror(state: ServiceState, candidate: LoadedModel, request_id: str, 
     await state.writer.submit(
         [_record(state, candidate, "shadow", values, error, latency, request_id=request_id, records=records)]
     )
-
-
-def _count(state: ServiceState, version: str, variant: str, outcome: str, n: int, latency_ms: float) -> None:
-    state.metrics.requests.labels(model_version=version, variant=variant).inc()
-    # Both outcomes exist from a version's first request on, so that an error-rate query reads 0, not "no data".
-    for each in OUTCOMES:
-        state.metrics.predictions.labels(model_version=version, variant=variant, outcome=each)
-    state.metrics.predictions.labels(model_version=version, variant=variant, outcome=outcome).inc(n)
-    state.metrics.latency.labels(model_version=version, variant=variant).observe(latency_ms / 1000)
 
 
 def _json_safe(error: dict[str, Any]) -> dict[str, Any]:

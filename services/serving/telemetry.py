@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from services.serving.rollouts.state import Rollout
 
+OUTCOMES = ("ok", "error")  # of a prediction, in the mlops_predictions counter
 PHASES = ("none", "progressing", "paused", "promoted", "rolled_back", "aborted", "inconclusive")
 
 
@@ -33,6 +34,20 @@ class ServiceMetrics:
         )
         self.phase = Gauge("mlops_rollout_phase", "1 for the current rollout phase", ["phase"], registry=self.registry)
         self.serving = Gauge("mlops_serving_version", "Version answering by default (stable)", registry=self.registry)
+        self._seen: set[tuple[str, str]] = set()
+
+    def count(self, *, version: str, variant: str, ok: bool, records: int, latency_s: float) -> None:
+        """One answered request: its records by outcome, and its latency."""
+        if (version, variant) not in self._seen:
+            # Both outcomes exist from a version's first request on, so that an error-rate query
+            # reads 0, not "no data". Once per version and variant, not on every request.
+            self._seen.add((version, variant))
+            for outcome in OUTCOMES:
+                self.predictions.labels(model_version=version, variant=variant, outcome=outcome)
+        self.requests.labels(model_version=version, variant=variant).inc()
+        outcome = "ok" if ok else "error"
+        self.predictions.labels(model_version=version, variant=variant, outcome=outcome).inc(records)
+        self.latency.labels(model_version=version, variant=variant).observe(latency_s)
 
     def observe_rollout(self, rollout: Rollout | None, stable_version: str | None) -> None:
         current = rollout.phase if rollout is not None else "none"

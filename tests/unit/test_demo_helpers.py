@@ -130,7 +130,8 @@ def test_the_labels_users_got_are_judged_at_the_threshold_that_gave_them(credit)
 def test_monitoring_reports_a_classifiers_precision_and_recall_at_its_threshold(credit):
     import pandas as pd
 
-    from pipelines.monitor import PREDICTION, TARGET, live_quality, served_threshold
+    from models.threshold import registered_threshold as served_threshold
+    from pipelines.monitor import PREDICTION, TARGET, live_quality
 
     frame = pd.DataFrame({PREDICTION: [0.9, 0.3, 0.2, 0.01], TARGET: [1, 0, 1, 0]})
     assert served_threshold({"decision_threshold": "0.25"}) == 0.25 and served_threshold({}) == 0.5
