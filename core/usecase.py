@@ -214,6 +214,20 @@ class Decision(_Strict):
         return "best F1"
 
 
+class Calibration(_Strict):
+    """Whether a classifier's probabilities are recalibrated over time (models.calibration), and how."""
+
+    methods: list[Literal["sigmoid", "isotonic"]] = Field(
+        default_factory=lambda: ["sigmoid", "isotonic"], min_length=1, description="Maps to try."
+    )
+    min_positives: int = Field(
+        default=30, ge=2, description="Fewer positives than this among the out-of-time predictions: no map."
+    )
+    min_gain: float = Field(
+        default=0.01, ge=0, lt=1, description="Relative Brier score improvement a map must bring to be kept."
+    )
+
+
 class Fairness(_Strict):
     """Groups the model must treat alike (models.fairness): per version, a promotion gate, monitored live."""
 
@@ -287,6 +301,9 @@ class UseCase(_Strict):
     decision: Decision | None = Field(
         default=None, description="Classification: how the decision threshold is chosen (default: 0.5)."
     )
+    calibration: Calibration | None = Field(
+        default=None, description="Classification: recalibrate probabilities where it helps (default: never)."
+    )
     demo: Demo | None = None
     base_dir: Path = Field(default=Path(), exclude=True)
 
@@ -320,6 +337,8 @@ class UseCase(_Strict):
                 raise ValueError(f"training.feature_groups.{group}: {strangers or 'no members'} are not features")
         if self.decision is not None and self.task != "classification":
             raise ValueError("decision (a threshold rule) applies to classification only")
+        if self.calibration is not None and self.task != "classification":
+            raise ValueError("calibration (of probabilities) applies to classification only")
         if self.training.class_weight is not None and self.task != "classification":
             raise ValueError("training.class_weight applies to classification only")
         top_k = self.training.feature_selection.top_k

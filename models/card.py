@@ -68,6 +68,21 @@ def _sections(card: dict[str, Any]) -> list[tuple[str, list[str] | list[list[str
                 None,
             )
         )
+    calibration = card.get("calibration")
+    if calibration:
+        tried = ", ".join(f"{method} {value:.4f}" for method, value in calibration["brier"].items())
+        sections.append(
+            (
+                "Calibration of the probabilities",
+                [
+                    f"Served: {calibration['map']}. Why: {calibration['reason']}.",
+                    f"Brier score on the validation window ({calibration['judged_rows']} rows) of maps fitted on "
+                    f"{calibration['fitted_rows']} out-of-time predictions of the training window: {tried} "
+                    "(`none`: the raw probabilities).",
+                ],
+                None,
+            )
+        )
     fairness = card.get("fairness") or []
     if fairness:
         rows = [

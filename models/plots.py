@@ -17,8 +17,13 @@ def save_plots(
     y_score: np.ndarray,
     importance: dict[str, float],
     threshold: float | None = None,
+    uncalibrated: np.ndarray | None = None,
 ) -> list[Path]:
-    """Diagnostic plots of the test window; a classifier's confusion matrix at its decision threshold."""
+    """Diagnostic plots of the test window; a classifier's confusion matrix at its decision threshold.
+
+    ``uncalibrated``: a calibrated classifier's raw probabilities, drawn beside the calibrated ones
+    in the reliability plot.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # no display; must precede pyplot
@@ -58,7 +63,12 @@ def save_plots(
         # Reliability: of the rows given a probability near p, did a share near p turn out positive?
         # Quantile bins, so that each point holds as many rows when positives are rare.
         fig, ax = plt.subplots(figsize=(5, 4))
-        CalibrationDisplay.from_predictions(y_true, y_score, n_bins=10, strategy="quantile", ax=ax)
+        if uncalibrated is not None:
+            CalibrationDisplay.from_predictions(
+                y_true, uncalibrated, n_bins=10, strategy="quantile", ax=ax, name="raw model"
+            )
+        name = "calibrated" if uncalibrated is not None else None
+        CalibrationDisplay.from_predictions(y_true, y_score, n_bins=10, strategy="quantile", ax=ax, name=name)
         ax.set_title("Reliability (test window)")
         _save(fig, "reliability_curve.png")
         cut = 0.5 if threshold is None else threshold

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
-DECISION_FILE = "decision.json"  # a classifier's threshold, among the model's extra files
+DECISION_FILE = "decision.json"  # a classifier's threshold and calibration, among the model's extra files
 BACKGROUND_FILE = "explain_background.json"  # training rows that explanations compare a record with
 
 
@@ -63,7 +63,8 @@ class TrainingRecord:
     # Reports about the run's data or model: artifact folder -> files (the EDA report and summary, say).
     reports: dict[str, list[Path]] = field(default_factory=dict)
     child_runs: list[ChildRun] = field(default_factory=list)
-    # Classification: the decision threshold and its rule (models.threshold), registered with the model.
+    # Classification: the decision threshold and its rule (models.threshold), and the calibration of
+    # the probabilities it applies to (models.calibration), registered with the model.
     decision: dict[str, Any] | None = None
     # Training rows as records, the background of the service's explanations (models.explain).
     background: list[dict[str, Any]] | None = None
@@ -114,7 +115,7 @@ class ModelRegistry(Protocol):
     def attach(self, run_id: str, folder: str, paths: list[Path]) -> None: ...
     def run_artifact(self, run_id: str, path: str) -> bytes: ...
     def tag(self, name: str, version: str, tags: dict[str, str]) -> None: ...
-    def load(self, name: str, version: str) -> Pipeline: ...
+    def load(self, name: str, version: str) -> Any: ...
     def reference(self, ref: ModelVersionRef) -> pd.DataFrame: ...
 
 
@@ -244,11 +245,21 @@ class MlflowRegistry:
             )
             return Path(local).read_bytes()
 
-    def load(self, name: str, version: str) -> Pipeline:
+    def load(self, name: str, version: str) -> Any:
+        """The version as it answers: its pipeline, and its registered calibration if it has one."""
         import mlflow.sklearn
 
+        from models.calibration import registered_calibration, with_calibration
+
         self._activate()
-        return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(
+                self._mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
+            )
+            model = mlflow.sklearn.load_model(str(local))
+            decision = next(local.rglob(DECISION_FILE), None)
+            calibration = None if decision is None else registered_calibration(json.loads(decision.read_text()))
+        return with_calibration(model, calibration)
 
     def reference(self, ref: ModelVersionRef) -> pd.DataFrame:
         import pandas as pd

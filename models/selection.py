@@ -72,7 +72,7 @@ def compare_feature_sets(
     frame: pd.DataFrame, use_case: UseCase, *, algorithm: str, params: dict[str, Any], importance: dict[str, float]
 ) -> list[FeatureSetScore]:
     """Score every set of ``feature_sets`` on ``frame`` (the tuning window) with the time-series CV."""
-    from models.training import make_pipeline
+    from models.training import make_pipeline, with_params
 
     metric = use_case.promotion.metric
     negated = SCORERS[metric].startswith("neg_")  # scorers maximise: errors come negated
@@ -81,7 +81,7 @@ def compare_feature_sets(
     scores: list[tuple[str, list[str], np.ndarray]] = []
     for name, features in feature_sets(use_case, importance).items():
         subset = restricted(use_case, features)
-        model = make_pipeline(subset, algorithm).set_params(**{f"model__{k}": v for k, v in params.items()})
+        model = with_params(make_pipeline(subset, algorithm), params)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=UserWarning)
             folds = cross_val_score(

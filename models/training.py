@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from core.usecase import EVENT_TIME_COLUMN, UseCase
 from models.algorithms import make_estimator
+from models.calibration import CalibrationChoice, choose_calibration, with_calibration
 from models.features import build_preprocessor
 from models.frames import coerce_features, target_vector
 from models.metrics import SCORERS, evaluate, model_output
@@ -46,8 +47,16 @@ class TrainingResult:
     split: TimeSplit
     reference: pd.DataFrame
     feature_importance: dict[str, float] = field(default_factory=dict)
-    # Classification: the decision threshold chosen on the validation window (models.threshold).
+    # Classification: the decision threshold chosen on the validation window (models.threshold),
+    # on the calibrated probabilities when a calibration was kept (models.calibration).
     decision: ThresholdChoice | None = None
+    calibration: CalibrationChoice | None = None
+
+    @property
+    def answering_model(self) -> Any:
+        """The model as the registered version answers: the pipeline, its probabilities calibrated if so chosen."""
+        kept = self.calibration.calibration if self.calibration else None
+        return with_calibration(self.model, kept)
 
 
 def make_pipeline(use_case: UseCase, algorithm: str) -> Pipeline:
@@ -131,24 +140,84 @@ def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
 
     assert best is not None  # candidates is never empty (validated in the use case)
     _, algorithm, params, best_val_output = best
+    calibration = decide_calibration(use_case, algorithm, params, X_train, y_train, y_val, best_val_output)
+    if calibration is not None and calibration.calibration is not None:
+        best_val_output = calibration.calibration.apply(best_val_output)
     decision = decide_threshold(use_case, y_val, best_val_output)
     train_val = pd.concat([split.train, split.validation])
-    model = clone(make_pipeline(use_case, algorithm)).set_params(**{f"model__{k}": v for k, v in params.items()})
+    model = with_params(make_pipeline(use_case, algorithm), params)
     model.fit(coerce_features(train_val, use_case), target_vector(train_val, use_case))
 
     X_test, y_test = coerce_features(split.test, use_case), target_vector(split.test, use_case)
-    threshold = decision.threshold if decision else DEFAULT_THRESHOLD
-    test_metrics = evaluate(use_case.task, y_test, model_output(model, X_test, use_case.task), threshold=threshold)
-    return TrainingResult(
+    result = TrainingResult(
         model=model,
         algorithm=algorithm,
         params=params,
         candidates=candidates,
-        test_metrics=test_metrics,
+        test_metrics={},
         split=split,
-        reference=build_reference(model, train_val, use_case),
+        reference=pd.DataFrame(),
+        # On the pipeline's own output: calibration is monotone, so it moves no row past another.
         feature_importance=_importance(model, X_test, y_test, use_case),
         decision=decision,
+        calibration=calibration,
+    )
+    answering = result.answering_model
+    threshold = decision.threshold if decision else DEFAULT_THRESHOLD
+    result.test_metrics = evaluate(
+        use_case.task, y_test, model_output(answering, X_test, use_case.task), threshold=threshold
+    )
+    result.reference = build_reference(answering, train_val, use_case)
+    return result
+
+
+def with_params(pipeline: Pipeline, params: dict[str, Any]) -> Pipeline:
+    """A fresh copy of the pipeline with the model step's parameters set (names as in the grid)."""
+    return clone(pipeline).set_params(**{f"model__{k}": v for k, v in params.items()})
+
+
+def out_of_time_output(
+    use_case: UseCase, algorithm: str, params: dict[str, Any], X: pd.DataFrame, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's output from the same pipeline fitted only on older rows: the time-series CV folds.
+
+    The rows of the first fold's training part are never predicted (nothing is older than them).
+    Returns the predicted rows' labels and outputs, oldest first.
+    """
+    labels, outputs = [], []
+    for fit_rows, predicted_rows in time_series_cv(use_case.training.split.cv_folds).split(X):
+        model = with_params(make_pipeline(use_case, algorithm), params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            model.fit(X.iloc[fit_rows], y[fit_rows])
+        labels.append(y[predicted_rows])
+        outputs.append(model_output(model, X.iloc[predicted_rows], use_case.task))
+    return np.concatenate(labels), np.concatenate(outputs)
+
+
+def decide_calibration(
+    use_case: UseCase,
+    algorithm: str,
+    params: dict[str, Any],
+    X_train: pd.DataFrame,
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+    val_output: np.ndarray,
+) -> CalibrationChoice | None:
+    """Classification with ``calibration`` declared: a map fitted on the training window's
+    out-of-time outputs, judged on the validation window (models.calibration)."""
+    cfg = use_case.calibration
+    if cfg is None or use_case.task != "classification":
+        return None
+    fit_y, fit_score = out_of_time_output(use_case, algorithm, params, X_train, y_train)
+    return choose_calibration(
+        fit_y=fit_y,
+        fit_score=fit_score,
+        judge_y=y_val,
+        judge_score=val_output,
+        methods=cfg.methods,
+        min_positives=cfg.min_positives,
+        min_gain=cfg.min_gain,
     )
 
 

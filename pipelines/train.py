@@ -80,6 +80,8 @@ def training_record(
     threshold = result.decision
     if threshold is not None:
         metrics.update({"val_precision_at_threshold": threshold.precision, "val_recall_at_threshold": threshold.recall})
+    if result.calibration is not None:
+        metrics.update({f"val_brier_calibration_{k}": v for k, v in result.calibration.brier.items()})
     tags = {
         "use_case": use_case.name,
         "algorithm": result.algorithm,
@@ -89,6 +91,7 @@ def training_record(
         "promotion_reason": decision.reason,
         **{f"split_{k}": str(v) for k, v in split.items()},
         **({"decision_threshold": f"{threshold.threshold:.6g}", "decision_rule": threshold.rule} if threshold else {}),
+        **({"calibration": result.calibration.as_dict()["method"]} if result.calibration else {}),
     }
     example = coerce_features(result.split.test.head(3), use_case)
     return TrainingRecord(
@@ -107,7 +110,9 @@ def training_record(
             **({"eda": eda.files} if eda else {}),
             **({"feature_selection": feature_set_table} if feature_set_table else {}),
         },
-        decision=None if threshold is None else {"threshold": threshold.threshold, "rule": threshold.rule},
+        decision=None
+        if threshold is None
+        else {"threshold": threshold.threshold, "rule": threshold.rule, "calibration": calibration_dict(result)},
         background=background_records(result.reference, use_case),
         child_runs=[
             ChildRun(
@@ -120,10 +125,24 @@ def training_record(
     )
 
 
+def calibration_dict(result: TrainingResult) -> dict[str, Any] | None:
+    """The kept calibration in its registered form; None when the probabilities are served raw."""
+    kept = result.calibration.calibration if result.calibration else None
+    return None if kept is None else kept.as_dict()
+
+
 def background_records(reference: pd.DataFrame, use_case: UseCase) -> list[dict[str, Any]]:
     """The first training rows of the reference sample, as the records the service receives."""
     rows = reference[use_case.features].head(BACKGROUND_ROWS)
     return json.loads(rows.to_json(orient="records"))
+
+
+def calibration_summary(result: TrainingResult) -> dict[str, Any] | None:
+    """What calibration tried and kept, in words and numbers (the card, the flow's answer)."""
+    if result.calibration is None:
+        return None
+    kept = result.calibration.calibration
+    return result.calibration.as_dict() | {"map": kept.describe() if kept else "none"}
 
 
 CARD_RESAMPLES = 200  # bootstrap resamples of the test window for the card's intervals
@@ -179,6 +198,7 @@ def model_card(
             if name in intervals
         },
         "threshold": result.decision.as_dict() if result.decision else None,
+        "calibration": calibration_summary(result),
         "fairness": [r.as_dict() for r in fairness],
         "fairness_verdict": fairness_verdict,
         "top_features": top,
@@ -281,7 +301,8 @@ def train_flow(
         else []
     )
     X_test = coerce_features(result.split.test, uc)
-    y_test, test_output = target_vector(result.split.test, uc), model_output(result.model, X_test, uc.task)
+    # What the version answers: calibrated, when a calibration was kept.
+    y_test, test_output = target_vector(result.split.test, uc), model_output(result.answering_model, X_test, uc.task)
     # The same window, the same groups: does the candidate treat them alike, and no worse than the champion?
     threshold = result.decision.threshold if result.decision else DEFAULT_THRESHOLD
     fairness = assess(result.split.test, y_test, test_output, uc, threshold=threshold)
@@ -298,6 +319,7 @@ def train_flow(
             y_score=test_output,
             importance=result.feature_importance,
             threshold=result.decision.threshold if result.decision else None,
+            uncalibrated=model_output(result.model, X_test, uc.task) if calibration_dict(result) else None,
         )
         table = _write_table(Path(tmp), sets, uc) if sets else None
         record = training_record(
@@ -338,6 +360,7 @@ def train_flow(
         "eda_report": str(eda.html),
         "feature_sets": [s.as_row() for s in sets],
         "threshold": result.decision.as_dict() if result.decision else None,
+        "calibration": calibration_summary(result),
         "decision": asdict(decision),
         "champion_version": champion.ref.version if champion else None,
         "fairness": [r.as_dict() for r in fairness],

@@ -39,6 +39,7 @@ import numpy as np
 
 from core.startup import redact
 from core.usecase import UseCase
+from models.calibration import Calibration, registered_calibration
 from models.compiled import ARTIFACT_NAME, CompiledModel, InvalidCompiledModel
 from models.metrics import model_output
 from models.registry import BACKGROUND_FILE, CHAMPION, DECISION_FILE, PREVIOUS
@@ -61,14 +62,17 @@ class LoadedModel:
     compiled: CompiledModel | None = None
     pipeline: Any = None  # the scikit-learn model, when loaded
     threshold: float = 0.5  # a classifier's decision threshold, as registered with the version
+    calibration: Calibration | None = None  # of a classifier's probabilities, as registered with the version
     background: tuple[dict[str, Any], ...] = ()  # training rows for explanations (none: registered without)
 
     def predict(self, records: Sequence[Mapping[str, Any]], use_case: UseCase) -> np.ndarray:
         if self.compiled is not None:
-            return self.compiled.output(records)
-        from models.frames import feature_frame  # pandas: only for a version served through its pipeline
+            output = self.compiled.output(records)
+        else:
+            from models.frames import feature_frame  # pandas: only for a version served through its pipeline
 
-        return model_output(self.pipeline, feature_frame(records, use_case), use_case.task)
+            output = model_output(self.pipeline, feature_frame(records, use_case), use_case.task)
+        return output if self.calibration is None else self.calibration.apply(output)
 
     def compile(self, use_case: UseCase) -> LoadedModel:
         """This version with the compiled model, or as it is when compiling is refused (logged)."""
@@ -99,10 +103,7 @@ def load_version(source: ModelSource, name: str, version: str, *, compiled: bool
 
     def load() -> LoadedModel:
         flavor = _sklearn_flavor(source, name, version)
-        extras = {
-            "threshold": _threshold(source, name, version, flavor),
-            "background": _background(source, name, version, flavor),
-        }
+        extras = {**_decision(source, name, version, flavor), "background": _background(source, name, version, flavor)}
         path = _extra_file(flavor, ARTIFACT_NAME) if compiled else None
         if path is not None:
             try:
@@ -152,15 +153,21 @@ def _background(source: ModelSource, name: str, version: str, flavor: Mapping[st
     return () if path is None else tuple(json.loads(source.read_file(name, version, path)))
 
 
-def _threshold(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> float:
-    """The classifier's registered decision threshold; 0.5 for a version registered without one."""
+def _decision(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> dict[str, Any]:
+    """A classifier's registered decision threshold and calibration; 0.5 and none for a version registered
+    without them."""
     path = _extra_file(flavor, DECISION_FILE)
     if path is None:
-        return 0.5
-    threshold = json.loads(source.read_file(name, version, path))["threshold"]
+        return {"threshold": 0.5, "calibration": None}
+    decision = json.loads(source.read_file(name, version, path))
+    threshold = decision["threshold"]
     if not isinstance(threshold, int | float) or not 0 <= threshold <= 1 + 1e-9:
         raise ModelUnavailable(f"model '{name}' v{version}: its decision threshold {threshold!r} is not a probability")
-    return float(threshold)
+    try:
+        calibration = registered_calibration(decision)
+    except ValueError as err:
+        raise ModelUnavailable(f"model '{name}' v{version}: its calibration is damaged: {err}") from err
+    return {"threshold": float(threshold), "calibration": calibration}
 
 
 def _pipeline(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> Any:

@@ -121,6 +121,9 @@ def test_the_classifier_runs_the_same_loop_and_twice_in_a_row(classifier_twice: 
                 "fairness_student_demographic_parity_difference",
                 "fairness_student_equalized_odds_difference",
             } and all(0 <= v <= 1 for v in m["fairness"].values())
+        # every card says whether the probabilities are calibrated, and why (models.calibration)
+        cards = sorted(Path(summary["model_cards"]).glob("v*.md"))
+        assert cards and all("## Calibration of the probabilities" in c.read_text() for c in cards)
     assert second["bootstrap"]["model_version"] == "1"  # fresh registry, not a resumed one
     # The same month: the same rows, model versions, drift verdict and retraining, the same errors
     # (up to the last bits: a random forest sums its trees in whatever order its threads finish).

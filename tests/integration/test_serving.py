@@ -310,6 +310,42 @@ def test_a_classifier_labels_at_its_registered_threshold_and_says_which(credit, 
     assert any(0.05 <= v < 0.5 for v in probabilities)  # a record whose label the threshold decides
 
 
+def test_a_calibrated_classifier_answers_labels_and_explains_its_calibrated_probability(credit, tmp_path):
+    import pandas as pd
+
+    from models.calibration import Calibration
+    from models.compiler import compile_model
+    from models.frames import coerce_features, feature_frame, target_vector
+    from models.training import make_pipeline
+    from tests.conftest import DATA
+    from tests.support.model_files import registered_files
+
+    data = pd.read_csv(DATA / "Default.csv").head(3000)
+    X, y = coerce_features(data, credit), target_vector(data, credit)
+    model = make_pipeline(credit, "logistic_regression").fit(X, y)
+    calibration = Calibration("sigmoid", slope=0.8, intercept=1.2)  # raises every probability
+    decision = {"threshold": 0.3, "rule": "test", "calibration": calibration.as_dict()}
+    background = json.loads(data[credit.features].head(8).to_json(orient="records"))
+    files = registered_files(model, compiled=compile_model(model, credit), decision=decision, background=background)
+    settings = ServingSettings(
+        state_dir=tmp_path,
+        use_case="credit_default",
+        admin_token=TOKEN,
+        prediction_log_url=f"sqlite:///{tmp_path}/l.db",
+    )
+    records = [{"student": "No", "balance": b, "income": 40000.0} for b in (300.0, 1200.0, 1500.0, 2200.0)]
+    raw = model.predict_proba(feature_frame(records, credit))[:, 1]
+    with TestClient(create_app(settings, model_source=ChampionInMemory(files))) as c:
+        body = c.post("/predict", json=records).json()
+        explained = c.post("/explain", json=records).json()
+    served = np.array([p["value"] for p in body["predictions"]])
+    np.testing.assert_allclose(served, calibration.apply(raw), rtol=1e-9)
+    assert np.all(served > raw)
+    assert [p["label"] for p in body["predictions"]] == ["Yes" if v >= 0.3 else "No" for v in served]
+    for explanation, value in zip(explained["explanations"], served, strict=True):
+        assert explained["base_value"] + sum(explanation["contributions"].values()) == pytest.approx(value, abs=1e-6)
+
+
 def test_explanations_add_up_to_the_prediction_and_are_checked_like_predictions(client, bike):
     records = [RECORD, {**RECORD, "hr": 3, "temp": 0.1}]
     predicted = [p["value"] for p in client.post("/predict", json=records).json()["predictions"]]

@@ -124,3 +124,40 @@ def test_every_version_has_a_model_card_on_its_run_and_in_the_state_directory(tr
     markdown.unlink()
     page.unlink()
     assert fetch_card("bike_demand", "1", state_dir=str(trained_state))[0].read_text() == card
+
+
+def test_a_version_registered_with_a_calibration_loads_answering_calibrated(credit, tmp_path: Path):
+    import pandas as pd
+
+    from models.calibration import Calibration
+    from models.frames import coerce_features, target_vector
+    from models.metrics import model_output
+    from models.registry import TrainingRecord
+    from models.training import make_pipeline
+    from tests.conftest import DATA
+
+    data = pd.read_csv(DATA / "Default.csv").head(2000)
+    X, y = coerce_features(data, credit), target_vector(data, credit)
+    model = make_pipeline(credit, "logistic_regression").fit(X, y)
+    calibration = Calibration("isotonic", knots_x=(0.0, 0.05, 1.0), knots_y=(0.0, 0.2, 0.9))
+    layout = StateLayout(tmp_path)
+    registry = MlflowRegistry(tracking_uri=layout.tracking_uri, artifact_root=layout.mlflow_artifacts)
+    record = TrainingRecord(
+        experiment="calibrated",
+        model_name="calibrated-credit",
+        model=model,
+        params={},
+        metrics={},
+        tags={},
+        input_example=X.head(3),
+        reference=X.head(3).assign(prediction=0.1, target=0),
+        artifacts=[],
+        pip_requirements=["scikit-learn"],
+        decision={"threshold": 0.2, "rule": "test", "calibration": calibration.as_dict()},
+    )
+    ref = registry.log_and_register(record)
+    # what scores the version in-process (the champion on a new window, monitoring) sees what the service serves
+    loaded = registry.load("calibrated-credit", ref.version)
+    np.testing.assert_allclose(
+        model_output(loaded, X, "classification"), calibration.apply(model.predict_proba(X)[:, 1]), rtol=1e-12
+    )

@@ -11,10 +11,14 @@ from models.registry import model_files
 
 
 def registered_files(
-    model: Any, *, compiled: CompiledModel | bytes | None = None, decision: dict[str, Any] | None = None
+    model: Any,
+    *,
+    compiled: CompiledModel | bytes | None = None,
+    decision: dict[str, Any] | None = None,
+    background: list[dict[str, Any]] | None = None,
 ) -> dict[str, bytes]:
     """Every file of the model's directory by relative path: MLmodel, the skops file, the compiled model,
-    a classifier's decision threshold."""
+    a classifier's decision threshold and calibration, background rows for explanations."""
     import mlflow.sklearn
 
     content = compiled.to_bytes() if isinstance(compiled, CompiledModel) else compiled
@@ -24,6 +28,6 @@ def registered_files(
             model,
             str(root),
             pip_requirements=["scikit-learn"],  # named: inferring them starts a process
-            **model_files(model, compiled=content, workdir=Path(tmp), decision=decision),
+            **model_files(model, compiled=content, workdir=Path(tmp), decision=decision, background=background),
         )
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}

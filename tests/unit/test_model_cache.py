@@ -153,3 +153,26 @@ def test_a_classifiers_threshold_is_loaded_with_it_and_a_broken_one_refuses_the_
     assert load_version(source, "m", "2").threshold == 0.5
     with pytest.raises(ModelUnavailable, match="its decision threshold 7 is not a probability"):
         load_version(source, "m", "3")
+
+
+def test_a_classifiers_calibration_is_loaded_with_it_and_a_damaged_one_refuses_the_version(fitted):
+    from services.serving.model_store import load_version
+
+    ridge = fitted["ridge"]
+    sigmoid = {"method": "sigmoid", "slope": 1.5, "intercept": -0.5}
+    source = InMemorySource(
+        {
+            "1": registered_files(ridge, decision={"threshold": 0.1, "rule": "r", "calibration": sigmoid}),
+            "2": registered_files(ridge, decision={"threshold": 0.1, "rule": "r", "calibration": None}),
+            "3": registered_files(ridge, decision={"threshold": 0.1, "rule": "r", "calibration": {"method": "magic"}}),
+        }
+    )
+    calibration = load_version(source, "m", "1").calibration
+    assert calibration is not None and (calibration.method, calibration.slope, calibration.intercept) == (
+        "sigmoid",
+        1.5,
+        -0.5,
+    )
+    assert load_version(source, "m", "2").calibration is None
+    with pytest.raises(ModelUnavailable, match="v3: its calibration is damaged: a calibration needs a method"):
+        load_version(source, "m", "3")
