@@ -31,7 +31,13 @@ app = typer.Typer(
 app.add_typer(rollout_app, name="rollout")
 
 UseCaseOpt = Annotated[
-    str, typer.Option("--use-case", "-u", help="Use case name (a YAML in usecases/) or path to a use-case YAML.")
+    str,
+    typer.Option(
+        "--use-case",
+        "-u",
+        envvar="MLOPS_USE_CASE",
+        help="Use case name (a YAML in MLOPS_USECASES_DIR, default usecases/) or path to a use-case YAML.",
+    ),
 ]
 StateDirOpt = Annotated[
     Path | None,
@@ -424,14 +430,14 @@ def sample_batch(
     corrupt: Annotated[bool, typer.Option(help="Break it the way real feeds break (for quarantine).")] = False,
 ) -> None:
     """Write one month of the use case's data set as a batch file, ready to drop into an inbox."""
-    from core.settings import default_usecases_dir
+    from core.settings import CommonSettings
     from core.usecase import UseCaseError, load_use_case
 
     try:
         from pipelines.drops import corrupt as corrupt_frame
         from pipelines.drops import read_raw, split_into_drops
 
-        uc = load_use_case(use_case, usecases_dir=default_usecases_dir())
+        uc = load_use_case(use_case, usecases_dir=CommonSettings().usecases_dir)
         drops = split_into_drops(read_raw(uc), uc)
     except UseCaseError as err:
         _fail(str(err))
@@ -458,7 +464,7 @@ def replay(
     """
     import httpx
 
-    from core.settings import default_usecases_dir
+    from core.settings import CommonSettings
     from core.usecase import UseCaseError, load_use_case
 
     try:
@@ -466,7 +472,7 @@ def replay(
         from pipelines.drops import records_and_labels
         from pipelines.traffic import serve_month
 
-        uc = load_use_case(use_case, usecases_dir=default_usecases_dir())
+        uc = load_use_case(use_case, usecases_dir=CommonSettings().usecases_dir)
         typed, failures = coerce_types(parse_csv(batch.read_bytes(), uc).frame, uc)
     except (UseCaseError, BatchRejected, OSError) as err:
         _fail(str(err))

@@ -78,6 +78,9 @@ class Schema(_Strict):
 class Source(_Strict):
     uri: str = Field(description="Local path (relative to the YAML), http(s):// URL or s3:// URI.")
     format: Literal["csv"] = "csv"
+    delimiter: str = Field(
+        default=",", min_length=1, max_length=1, description="The field separator of the batch files."
+    )
 
 
 class EventTimeFromColumn(_Strict):

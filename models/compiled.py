@@ -133,6 +133,21 @@ class OneHot:
         return np.hstack(blocks)
 
 
+CYCLICAL_DECIMALS = 12
+
+
+def on_the_circle(values: np.ndarray, period: float) -> np.ndarray:
+    """Sine and cosine of each value's angle on a circle of ``period``, side by side, rounded.
+
+    Rounded to 12 decimals because points that are equal in exact arithmetic come out of the libm
+    a few ulps apart (cos(2 pi 8/24) = -0.4999999999999998, cos(2 pi 16/24) = -0.5000000000000004),
+    and a tree would learn to split on those last bits, which a float32 runtime or another libm
+    rounds differently. The encoder (models.features) and the compiled model share this function.
+    """
+    angle = 2.0 * np.pi * np.asarray(values, dtype=np.float64) / period
+    return np.round(np.hstack([np.sin(angle), np.cos(angle)]), CYCLICAL_DECIMALS) + 0.0  # + 0.0: no -0.0
+
+
 @dataclass(frozen=True)
 class Cyclical:
     """models.features.CyclicalEncoder."""
@@ -145,8 +160,7 @@ class Cyclical:
         values = _floats(columns, self.columns)
         if np.isnan(values).any():  # the encoder's input validation refuses NaN; so do we
             raise ValueError(f"Input X contains NaN: {self.columns} must be present")
-        angle = 2.0 * np.pi * values / self.period
-        return np.hstack([np.sin(angle), np.cos(angle)])
+        return on_the_circle(values, self.period)
 
 
 class Estimator(Protocol):

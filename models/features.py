@@ -13,6 +13,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from core.usecase import UseCase
+from models.compiled import on_the_circle
 
 
 class CyclicalEncoder(TransformerMixin, BaseEstimator):
@@ -36,8 +37,7 @@ class CyclicalEncoder(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "n_features_in_")
         values = validate_data(self, X, reset=False, dtype=np.float64)
-        angle = 2.0 * np.pi * values / self.period
-        return np.hstack([np.sin(angle), np.cos(angle)])
+        return on_the_circle(values, self.period)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self, "n_features_in_")

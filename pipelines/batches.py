@@ -6,9 +6,12 @@ typed frame or in the list of rejected rows with its reasons.
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
 import math
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -18,6 +21,9 @@ import pandas as pd
 from core.usecase import EVENT_TIME_COLUMN, UseCase
 
 ROW_NUMBER = "__row__"  # 1-based position of the data row in its file
+# The largest integer a float64 holds exactly (numbers are parsed as float64 first): beyond it two
+# different integers read the same, and a curated int64 column could not hold 1e19 at all.
+MAX_EXACT_INT = 2**53
 
 
 class BatchRejected(ValueError):
@@ -54,15 +60,103 @@ def count_data_lines(data: bytes) -> int:
     return max(len(lines) - 1, 0)
 
 
-def parse_csv(data: bytes, use_case: UseCase) -> ParsedBatch:
-    """Split a CSV batch into well-shaped rows and malformed ones; reject a broken structure whole."""
+# Compressed files, recognised by their first bytes whatever their name (a `.csv.gz`, a `.csv` that is one).
+COMPRESSIONS: tuple[tuple[bytes, str], ...] = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"PK\x03\x04", "zip"))
+# Byte-order marks: the encoding they announce. UTF-32 first: its little-endian mark starts with UTF-16's.
+BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\x00\x00", "utf-32-le"),
+    (b"\x00\x00\xfe\xff", "utf-32-be"),
+    (b"\xef\xbb\xbf", "utf-8"),
+    (b"\xff\xfe", "utf-16-le"),
+    (b"\xfe\xff", "utf-16-be"),
+)
+# Files that are not CSV at all, by their first bytes: said by name rather than parsed as text.
+FORMATS: tuple[tuple[bytes, str], ...] = (
+    (b"PAR1", "a Parquet file"),
+    (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook"),
+    (b"%PDF", "a PDF document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"ARROW1", "an Arrow file"),
+)
+DELIMITERS = (";", "\t", "|")
+LISTED = 5  # columns named in a message; the rest are counted
+
+
+def _listed(names: list[str]) -> str:
+    """Column names in a message: the first few, and how many more (a JSON file's header is one huge line)."""
+    shown = [_shown(n) for n in names[:LISTED]]
+    return "[" + ", ".join(shown) + (f", ... and {len(names) - LISTED} more" if len(names) > LISTED else "") + "]"
+
+
+def decompressed(data: bytes) -> bytes:
+    """The file's bytes, uncompressed when they are gzip, bz2 or a one-file zip."""
+    kind = next((name for magic, name in COMPRESSIONS if data.startswith(magic)), None)
+    if kind is None:
+        return data
     try:
-        text = data.decode("utf-8-sig")
+        if kind == "gzip":
+            return gzip.decompress(data)
+        if kind == "bz2":
+            return bz2.decompress(data)
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise BatchRejected(f"file starts as {kind} but does not decompress: {err}", rows_received=0) from None
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        names = [m.filename for m in members]
+        if "[Content_Types].xml" in names:
+            raise BatchRejected("file is an Excel workbook (xlsx), not CSV: export the sheet as CSV", rows_received=0)
+        if len(members) != 1:
+            raise BatchRejected(
+                f"zip archive holds {len(members)} files {_listed(names)}: send one CSV per batch", rows_received=0
+            )
+        try:
+            return archive.read(members[0])
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            raise BatchRejected(
+                f"zip archive's {members[0].filename!r} does not decompress: {err}", rows_received=0
+            ) from None
+
+
+def decoded(data: bytes) -> str:
+    """The file as text: the encoding its byte-order mark announces, else UTF-8; other formats are named."""
+    kind = next((name for magic, name in FORMATS if data.startswith(magic)), None)
+    if kind is not None:
+        raise BatchRejected(f"file is {kind}, not CSV", rows_received=0)
+    encoding = next((name for mark, name in BOMS if data.startswith(mark)), None)
+    if encoding is not None:
+        try:
+            return data[len(next(m for m, n in BOMS if n == encoding)) :].decode(encoding)
+        except UnicodeDecodeError as err:
+            raise BatchRejected(
+                f"file announces {encoding} with its byte-order mark but is not ({err.reason} at byte {err.start})",
+                rows_received=count_data_lines(data),
+            ) from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise BatchRejected(
-            f"file is not UTF-8 text ({err.reason} at byte {err.start})", rows_received=count_data_lines(data)
+            f"file is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8, "
+            "or with a byte-order mark for UTF-16 or UTF-32",
+            rows_received=count_data_lines(data),
         ) from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    head = text.lstrip()[:1]
+    if head in ("{", "["):
+        raise BatchRejected("file looks like JSON, not CSV: ingestion reads CSV with a header row", rows_received=0)
+    return text
+
+
+def parse_csv(data: bytes, use_case: UseCase) -> ParsedBatch:
+    """Split a CSV batch into well-shaped rows and malformed ones; reject a broken structure whole.
+
+    Compressed files are decompressed, a byte-order mark decides the encoding; files of another
+    format, a header that does not match the schema, or the wrong delimiter reject the batch with
+    a message that says which, in a bounded number of characters.
+    """
+    text = decoded(decompressed(data))
+    delimiter = use_case.source.delimiter
+    rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
     if not rows:
         raise BatchRejected("file is empty: no header and no rows", rows_received=0)
     header, body = [h.strip() for h in rows[0]], rows[1:]
@@ -72,14 +166,17 @@ def parse_csv(data: bytes, use_case: UseCase) -> ParsedBatch:
     extra = [c for c in header if c not in expected]
     problems = []
     if duplicates:
-        problems.append(f"duplicate columns {duplicates}")
+        problems.append(f"duplicate columns {_listed(duplicates)}")
     if missing:
-        problems.append(f"missing columns {missing}")
+        problems.append(f"missing columns {_listed(missing)}")
     if extra:
-        problems.append(f"unexpected columns {extra}")
+        problems.append(f"unexpected columns {_listed(extra)}")
     if problems:
         raise BatchRejected(
-            f"header does not match the schema of '{use_case.name}': " + "; ".join(problems), rows_received=len(body)
+            f"header does not match the schema of '{use_case.name}': "
+            + "; ".join(problems)
+            + _delimiter_hint(rows[0], delimiter, expected),
+            rows_received=len(body),
         )
     if not body:
         raise BatchRejected("file has a header but no data rows", rows_received=0)
@@ -98,6 +195,18 @@ def parse_csv(data: bytes, use_case: UseCase) -> ParsedBatch:
     return ParsedBatch(frame=frame, malformed=malformed)
 
 
+def _delimiter_hint(header: list[str], delimiter: str, expected: list[str]) -> str:
+    """When the header splits into the schema's columns on another delimiter, say so."""
+    line = delimiter.join(header)
+    for other in DELIMITERS:
+        if other != delimiter and set(expected) <= {h.strip() for h in line.split(other)}:
+            return (
+                f". The header splits into the expected columns on {other!r}, not {delimiter!r}: "
+                f"declare `source: {{delimiter: {other!r}}}` in the use case, or send comma-separated files"
+            )
+    return ""
+
+
 def coerce_types(frame: pd.DataFrame, use_case: UseCase) -> tuple[pd.DataFrame, dict[int, list[str]]]:
     """Parse each column to its declared type. Unparseable or non-finite values become failures, by row.
 
@@ -113,25 +222,43 @@ def coerce_types(frame: pd.DataFrame, use_case: UseCase) -> tuple[pd.DataFrame, 
         stripped = raw.astype(str).str.strip()
         empty = stripped.eq("") | stripped.str.lower().isin(["na", "nan", "null", "none"])
         if spec.type in ("int", "float", "bool"):
-            values = pd.to_numeric(stripped.where(~empty), errors="coerce")
-            bad = (~empty & values.isna()) | ~np.isfinite(values.fillna(0))
+            values = pd.to_numeric(stripped.where(~empty), errors="coerce").astype("float64")
+            finite = values.notna() & np.isfinite(values.fillna(0))
+            bad = ~empty & ~finite
+            too_large = pd.Series(False, index=values.index)
             if spec.type in ("int", "bool"):
-                bad |= values.notna() & np.isfinite(values.fillna(0)) & (values.fillna(0) % 1 != 0)
+                too_large = finite & (values.abs() > MAX_EXACT_INT)
+                bad |= too_large | (finite & (values.fillna(0) % 1 != 0))
             for idx in np.flatnonzero(bad.to_numpy()):
                 value = stripped.iloc[idx]
-                kind = "not finite" if _is_nonfinite(value) else f"not a valid {spec.type}"
-                failures.setdefault(int(rows[idx]), []).append(f"type: {name}={value!r} is {kind}")
+                if too_large.iloc[idx]:
+                    kind = "out of range for an integer (beyond ±2^53)"
+                else:
+                    kind = "not finite" if _is_nonfinite(value) else f"not a valid {spec.type}"
+                failures.setdefault(int(rows[idx]), []).append(f"type: {name}={_shown(value)} is {kind}")
             out[name] = values.where(~bad).astype("float64")
         elif spec.type == "datetime":
             values = pd.to_datetime(stripped.where(~empty), errors="coerce")
             bad = ~empty & values.isna()
             for idx in np.flatnonzero(bad.to_numpy()):
-                failures.setdefault(int(rows[idx]), []).append(f"type: {name}={stripped.iloc[idx]!r} is not a datetime")
+                failures.setdefault(int(rows[idx]), []).append(
+                    f"type: {name}={_shown(stripped.iloc[idx])} is not a datetime"
+                )
             out[name] = values
         else:
             out[name] = stripped.where(~empty, None).astype(object)
     out[ROW_NUMBER] = frame[ROW_NUMBER].to_numpy()
     return out, failures
+
+
+SHOWN_CHARS = 80  # of a bad value, in its reason: a reason stays one readable line
+
+
+def _shown(value: str) -> str:
+    """A bad value as a reason quotes it: whole when short, else its start and its length."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
 
 
 def _is_nonfinite(value: str) -> bool:

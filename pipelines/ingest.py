@@ -58,6 +58,11 @@ def quarantine_rows(rows: list[RejectedRow], *, batch_id: str, at: str) -> list[
     ]
 
 
+def _top(reasons: Counter[str], n: int = 3) -> str:
+    """The most frequent reasons, with their counts."""
+    return "; ".join(f"{reason} x{count}" for reason, count in reasons.most_common(n))
+
+
 @task(retries=2, retry_delay_seconds=1)
 def fetch(source: str) -> bytes:
     return read_source(source)
@@ -122,12 +127,16 @@ def ingest_flow(
         rows_received=len(accepted) + len(rejected),
         rows_accepted=len(accepted),
         rows_quarantined=len(rejected),
-        status="partial" if rejected else "accepted",
+        status="accepted" if not rejected else "partial" if len(accepted) else "rejected",
+        # Every row quarantined: the batch gave nothing, whatever the cause, and says so.
+        reason=None if len(accepted) else f"no row accepted: all {len(rejected)} quarantined ({_top(reasons)})",
         ingested_at=at,
         failure_counts=dict(reasons),
         data_docs=str(outcome.docs_index) if outcome and outcome.docs_index else None,
     )
     rt.lake.record(result)
+    if result.status == "rejected":
+        logger.error("batch %s: %s", batch_id[:12], result.reason)
     logger.info(
         "batch %s: %d received, %d accepted, %d quarantined",
         batch_id[:12],

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger
 from prefect.events import emit_event
@@ -31,9 +32,8 @@ def current_frame(rows: list[LabelledPrediction], use_case: UseCase) -> pd.DataF
     """Live rows in the reference's shape: features, prediction, and the label where it arrived."""
     frame = feature_frame([r.features for r in rows], use_case)
     frame[PREDICTION] = [r.prediction for r in rows]
-    labels = [r.label for r in rows]
-    if all(label is not None for label in labels):
-        frame[TARGET] = encode_labels(labels, use_case)
+    # NaN where no label arrived (yet): quality is scored on the labelled part (live_quality)
+    frame[TARGET] = encode_labels([r.label for r in rows], use_case)
     return frame
 
 
@@ -58,12 +58,23 @@ def batch_frame(batch: pd.DataFrame, model: Any, use_case: UseCase) -> pd.DataFr
     return frame
 
 
+def _truth(labelled: pd.DataFrame, use_case: UseCase) -> np.ndarray:
+    """The labelled rows' targets as the metrics take them: a classifier's as 0/1 integers."""
+    y = labelled[TARGET].to_numpy()
+    return y.astype(int) if use_case.task == "classification" else y
+
+
 def live_quality(frame: pd.DataFrame, use_case: UseCase, *, threshold: float = 0.5) -> dict[str, float]:
     """The task's metrics on labelled live rows; a classifier's precision and recall at the served
     version's decision threshold (what its labels were), with the threshold itself."""
     if TARGET not in frame.columns or frame.empty:
         return {}
-    quality = evaluate(use_case.task, frame[TARGET].to_numpy(), frame[PREDICTION].to_numpy(), threshold=threshold)
+    labelled = frame[frame[TARGET].notna()]
+    if labelled.empty:
+        return {}
+    quality = evaluate(use_case.task, _truth(labelled, use_case), labelled[PREDICTION].to_numpy(), threshold=threshold)
+    # On the labelled part only: how much of the window that is, beside the numbers.
+    quality |= {"labelled_rows": float(len(labelled)), "labelled_share": len(labelled) / len(frame)}
     return {**quality, "threshold": threshold} if use_case.task == "classification" else quality
 
 
@@ -78,7 +89,7 @@ def live_fairness(frame: pd.DataFrame, use_case: UseCase, *, threshold: float) -
         return {}
     reports = assess(
         labelled[carried],
-        labelled[TARGET].to_numpy(),
+        _truth(labelled, use_case),
         labelled[PREDICTION].to_numpy(),
         use_case.model_copy(update={"fairness": use_case.fairness.model_copy(update={"groups": carried})}),
         threshold=threshold,

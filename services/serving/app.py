@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from core.predlog import LoggedRequest, PredictionLog, prediction_ids
 from core.telemetry import disable_telemetry
 from core.usecase import UseCase, load_use_case
+from models.records import label_problem
 from services.serving.admin import admin_router
 from services.serving.control import Control
 from services.serving.dependencies import ServiceState, State, require_admin
@@ -362,11 +363,29 @@ def create_app(
         response_model=FeedbackResponse,
         responses={
             404: {"description": "Unknown prediction ids; nothing was stored."},
+            422: {"description": "Labels that do not fit the target (each id, value and why); nothing was stored."},
             503: {"description": "The database is unavailable (a restart, say): retry after Retry-After."},
         },
     )
     async def feedback(body: FeedbackRequest, state: State) -> FeedbackResponse:
-        """Ground truth for earlier predictions. All-or-nothing: unknown ids reject the whole request."""
+        """Ground truth for earlier predictions. All-or-nothing: labels that do not fit the target
+        (a class spelled otherwise, a regression label that is not a finite number in range) or
+        unknown ids reject the whole request."""
+        # Checked before anything is stored: a label that fits no class would be scored as the negative one.
+        invalid = [
+            {"id": item.id, "label": item.label, "problem": problem}
+            for item in body.labels
+            if (problem := label_problem(item.label, state.use_case)) is not None
+        ]
+        if invalid:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                {
+                    "message": f"labels that do not fit the target '{state.use_case.target}'; nothing was stored",
+                    "invalid": invalid[:100],
+                    "invalid_count": len(invalid),
+                },
+            )
         await state.writer.flush()  # predictions answered a moment ago may still be in the queue
         unknown = await asyncio.to_thread(state.log.unknown_ids, [label.id for label in body.labels])
         # Behind a gateway the prediction may have been answered by another replica, whose writer

@@ -59,8 +59,9 @@ class PredictionLogMetrics:
         labelled = [i for i in ok if rows.labels[i] is not None]
         losses = np.empty(0)
         if labelled:
-            y = encode_labels([rows.labels[i] for i in labelled], self._use_case).astype(float)
-            losses = self._loss(np.array([rows.predictions[i] for i in labelled], dtype=float), y)
+            y = encode_labels([rows.labels[i] for i in labelled], self._use_case)
+            scored = ~np.isnan(y)  # a label stored before labels were checked, that fits no class: left out
+            losses = self._loss(np.array([rows.predictions[i] for i in labelled], dtype=float)[scored], y[scored])
         return VersionSample(
             version=version,
             requests=len(rows.predictions),

@@ -116,11 +116,11 @@ def test_oversized_requests_are_refused(client):
 
 def test_feedback_is_stored_against_logged_predictions(client, tmp_path):
     client.post("/predict", json=[RECORD, RECORD], headers={"X-Request-ID": "fb"})
-    r = client.post("/feedback", json={"labels": [{"id": "fb/0", "label": 120}, {"id": "fb/1", "label": 80.5}]})
+    r = client.post("/feedback", json={"labels": [{"id": "fb/0", "label": 120}, {"id": "fb/1", "label": 80.0}]})
     assert r.status_code == 200 and r.json() == {"accepted": 2}
     log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
     rows = log.window(use_case="bike_demand", since=0, until=1e12)
-    assert [(r.prediction_id, r.label, r.model_version) for r in rows] == [("fb/0", 120, "1"), ("fb/1", 80.5, "1")]
+    assert [(r.prediction_id, r.label, r.model_version) for r in rows] == [("fb/0", 120, "1"), ("fb/1", 80.0, "1")]
     assert rows[0].features == RECORD
 
 
@@ -130,6 +130,32 @@ def test_feedback_for_unknown_ids_stores_nothing(client, tmp_path):
     assert r.status_code == 404 and r.json()["detail"]["unknown_ids"] == ["ghost"]
     log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
     assert log.window(use_case="bike_demand", since=0, until=1e12)[0].label is None
+
+
+@pytest.mark.parametrize(
+    ("label", "problem"),
+    [
+        ("abc", "not a finite number"),
+        ("12", "not a finite number"),  # a number is sent as a number
+        (-3, "outside the target's range"),
+        (12.5, "not a whole number"),  # bikers are counted
+    ],
+)
+def test_a_label_that_does_not_fit_the_target_is_refused_naming_it_and_nothing_is_stored(
+    client, tmp_path, label, problem
+):
+    client.post("/predict", json=[RECORD, RECORD], headers={"X-Request-ID": "lbl"})
+    r = client.post("/feedback", json={"labels": [{"id": "lbl/0", "label": 120}, {"id": "lbl/1", "label": label}]})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail["invalid_count"] == 1 and "target 'bikers'" in detail["message"]
+    (invalid,) = detail["invalid"]
+    assert invalid["id"] == "lbl/1" and invalid["label"] == label and problem in invalid["problem"]
+    # nothing of the refused request was stored: its good label arrives only when sent again on its own
+    assert client.post("/feedback", json={"labels": [{"id": "lbl/0", "label": 120}]}).status_code == 200
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    labels = {row.prediction_id: row.label for row in log.window(use_case="bike_demand", since=0, until=1e12)}
+    assert labels["lbl/0"] == 120 and labels["lbl/1"] is None
 
 
 def test_feedback_waits_for_a_prediction_that_another_replica_is_still_writing(client, tmp_path):

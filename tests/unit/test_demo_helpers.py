@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pandas as pd
 
 from pipelines.batches import parse_csv
@@ -138,3 +139,30 @@ def test_monitoring_reports_a_classifiers_precision_and_recall_at_its_threshold(
     at_quarter, at_half = live_quality(frame, credit, threshold=0.25), live_quality(frame, credit)
     assert (at_quarter["precision"], at_quarter["recall"], at_quarter["threshold"]) == (0.5, 0.5, 0.25)
     assert (at_half["precision"], at_half["recall"], at_half["threshold"]) == (1.0, 0.5, 0.5)
+
+
+def test_labels_that_fit_no_class_are_left_out_never_scored_as_the_negative_class(credit, bike):
+    from models.records import encode_labels, label_problem
+
+    encoded = encode_labels(["Yes", "No", "yes", "1", 1, None, "Maybe"], credit)
+    np.testing.assert_array_equal(encoded[:2], [1.0, 0.0])
+    assert np.isnan(encoded[2:]).all()
+    assert label_problem("No", credit) is None and "not one of the classes ['No', 'Yes']" in label_problem("no", credit)
+    np.testing.assert_array_equal(encode_labels([3, 4.0], bike), [3.0, 4.0])
+    assert np.isnan(encode_labels(["abc", float("inf")], bike)).all()
+
+
+def test_quality_is_scored_on_the_labelled_part_of_a_window_with_its_count_and_share(credit):
+    from core.predlog import LabelledPrediction
+    from pipelines.monitor import current_frame, live_quality
+
+    record = {"student": "No", "balance": 1000.0, "income": 40000.0}
+    rows = [
+        LabelledPrediction(f"p{i}", float(i), "1", "stable", record, p, label)
+        for i, (p, label) in enumerate([(0.9, "Yes"), (0.2, "No"), (0.7, None), (0.1, "No"), (0.8, "Yes")])
+    ]
+    quality = live_quality(current_frame(rows, credit), credit, threshold=0.5)
+    # 4 of 5 labelled: one missing label no longer hides the other four
+    assert quality["labelled_rows"] == 4 and quality["labelled_share"] == 0.8
+    assert quality["roc_auc"] == 1.0 and (quality["tp"], quality["fp"], quality["tn"]) == (2, 0, 2)
+    assert live_quality(current_frame(rows[2:3], credit), credit) == {}  # nothing labelled: nothing to score

@@ -27,6 +27,21 @@ def test_cyclical_encoder_puts_midnight_next_to_23h():
     assert distance(0, 2) < distance(0, 1)
 
 
+@pytest.mark.parametrize("period", [24, 7, 12])
+def test_symmetric_points_on_the_circle_encode_exactly_equal(period):
+    """Mirror images share a cosine (h and period - h) or a sine (h and period/2 - h) to the last bit:
+    a tree must not tell 8:00 from 16:00 by rounding noise."""
+    steps = np.arange(period, dtype=float)[:, None]
+    out = CyclicalEncoder(period=period).fit(steps).transform(steps)
+    sin, cos = out[:, 0], out[:, 1]
+    for h in range(1, period):
+        assert cos[h] == cos[period - h]
+        assert sin[h] == -sin[period - h]
+        if period % 2 == 0 and h < period // 2:
+            assert sin[h] == sin[period // 2 - h]
+    assert not np.signbit(out[out == 0]).any()  # no -0.0 beside 0.0
+
+
 def test_cyclical_encoder_rejects_bad_period():
     with pytest.raises(ValueError, match="period must be positive"):
         CyclicalEncoder(period=0).fit(np.ones((3, 1)))
