@@ -76,7 +76,8 @@ def run_size(rows: int, raw: pd.DataFrame, workdir: Path, *, tuning_rows: int | 
     outcome, times["validate"] = timed(validator.validate, typed, uc)
     result = triage(parsed, typed, merge_failures(type_failures, outcome.failures))
     accepted = with_event_time(finalize_types(result.accepted, uc), uc, arrival=datetime(2011, 1, 1))
-    lake.write_curated(uc.name, batch_id, accepted)
+    with lake.batch_writer(uc.name, batch_id) as writer:
+        writer.write(accepted, [])
     times["ingest"] = time.perf_counter() - started - times["validate"]
 
     frame = lake.read_curated(uc.name)

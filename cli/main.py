@@ -147,28 +147,47 @@ def validate(
     """
     prepare_environment(state_dir)
     _require_pipelines()
+    accepted, quarantined, shown, docs = 0, 0, [], None
     try:
+        import tempfile
+
         from pipelines.batches import BatchRejected
-        from pipelines.ingest import process_batch
+        from pipelines.ingest import curated_key_index, process_chunks
         from pipelines.runtime import get_runtime
-        from pipelines.sources import read_source
+        from pipelines.sources import iter_source
 
         rt = get_runtime()
         uc = rt.use_case(use_case)
-        accepted, rejected, outcome = process_batch(
-            read_source(source), uc, validator=rt.validator, arrival=datetime.now()
-        )
+        # Spooled: a small batch stays in memory, a large one goes to a temporary file, read back in chunks.
+        with tempfile.SpooledTemporaryFile(max_size=64 * 2**20) as spool:
+            for block in iter_source(source):
+                spool.write(block)
+            spool.seek(0)
+            chunks = process_chunks(
+                spool,  # type: ignore[arg-type]
+                uc,
+                validator=rt.validator,
+                arrival=datetime.now(),
+                chunk_rows=rt.settings.ingest_chunk_rows,
+                keys=curated_key_index(rt.lake, uc),  # duplicates of curated rows, as ingesting would find them
+            )
+            for chunk in chunks:
+                accepted += len(chunk.accepted)
+                quarantined += len(chunk.quarantined)
+                shown += [{"row": r.row_number, "reasons": r.reasons} for r in chunk.quarantined][: show - len(shown)]
+                if docs is None and chunk.validation is not None and chunk.validation.docs_index:
+                    docs = str(chunk.validation.docs_index)
     except BatchRejected as err:
         _fail(f"batch would be rejected whole: {err.reason} ({err.rows_received} rows)", code=1)
     except _known_errors() as err:
         _fail(str(err))
     _print(
         {
-            "rows_received": len(accepted) + len(rejected),
-            "rows_accepted": len(accepted),
-            "rows_quarantined": len(rejected),
-            "quarantined": [{"row": r.row_number, "reasons": r.reasons} for r in rejected[:show]],
-            "data_docs": str(outcome.docs_index) if outcome and outcome.docs_index else None,
+            "rows_received": accepted + quarantined,
+            "rows_accepted": accepted,
+            "rows_quarantined": quarantined,
+            "quarantined": shown,
+            "data_docs": docs,
         }
     )
 

@@ -217,6 +217,19 @@ class Decision(_Strict):
         return "best F1"
 
 
+class Deduplication(_Strict):
+    """What makes two rows the same fact, and what ingestion does with a row whose fact is already curated."""
+
+    key: list[str] = Field(
+        min_length=1, description="Columns that identify a row (schema columns, or event_time once derived)."
+    )
+    on_duplicate: Literal["quarantine"] = Field(
+        default="quarantine",
+        description="quarantine: a row whose key is curated already, or came earlier in its batch, is "
+        "quarantined with a pointer to the batch that holds it.",
+    )
+
+
 class Calibration(_Strict):
     """Whether a classifier's probabilities are recalibrated over time (models.calibration), and how."""
 
@@ -304,6 +317,9 @@ class UseCase(_Strict):
     decision: Decision | None = Field(
         default=None, description="Classification: how the decision threshold is chosen (default: 0.5)."
     )
+    deduplication: Deduplication | None = Field(
+        default=None, description="Rows re-sent in another batch are quarantined, not curated twice."
+    )
     calibration: Calibration | None = Field(
         default=None, description="Classification: recalibrate probabilities where it helps (default: never)."
     )
@@ -351,6 +367,10 @@ class UseCase(_Strict):
             unknown_groups = [g for g in self.fairness.groups if g not in columns]
             if unknown_groups:
                 raise ValueError(f"fairness.groups {unknown_groups} are not in schema.columns")
+        if self.deduplication is not None:
+            strangers = [c for c in self.deduplication.key if c not in columns and c != EVENT_TIME_COLUMN]
+            if strangers:
+                raise ValueError(f"deduplication.key {strangers} are not in schema.columns (nor {EVENT_TIME_COLUMN})")
         unknown_key = [c for c in self.eda.key if c not in columns]
         if unknown_key:
             raise ValueError(f"eda.key {unknown_key} are not in schema.columns")

@@ -10,10 +10,15 @@ import bz2
 import csv
 import gzip
 import io
+import itertools
 import math
+import sys
 import zipfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import BinaryIO, TextIO
 
 import numpy as np
 import pandas as pd
@@ -54,21 +59,30 @@ class ParsedBatch:
         return len(self.frame) + len(self.malformed)
 
 
-def count_data_lines(data: bytes) -> int:
-    """Rows a broken file claims to hold: its non-blank lines after the header."""
-    lines = [ln for ln in data.splitlines() if ln.strip()]
-    return max(len(lines) - 1, 0)
+def count_data_lines(data: bytes | BinaryIO) -> int:
+    """Rows a broken file claims to hold: its non-blank lines after the header, read in blocks."""
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    lines, pending = 0, b""
+    try:
+        while block := stream.read(BLOCK_BYTES):
+            *complete, pending = (pending + block).split(b"\n")
+            lines += sum(1 for line in complete if line.strip())
+    except (OSError, EOFError, ValueError, zlib.error):
+        pass  # a stream that breaks part-way: what it held until then
+    lines += 1 if pending.strip() else 0
+    return max(lines - 1, 0)
 
 
+BLOCK_BYTES = 1 << 20
 # Compressed files, recognised by their first bytes whatever their name (a `.csv.gz`, a `.csv` that is one).
 COMPRESSIONS: tuple[tuple[bytes, str], ...] = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"PK\x03\x04", "zip"))
-# Byte-order marks: the encoding they announce. UTF-32 first: its little-endian mark starts with UTF-16's.
+# Byte-order marks and the codec that reads past them. UTF-32 first: its little-endian mark starts with UTF-16's.
 BOMS: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xfe\x00\x00", "utf-32-le"),
-    (b"\x00\x00\xfe\xff", "utf-32-be"),
-    (b"\xef\xbb\xbf", "utf-8"),
-    (b"\xff\xfe", "utf-16-le"),
-    (b"\xfe\xff", "utf-16-be"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
 )
 # Files that are not CSV at all, by their first bytes: said by name rather than parsed as text.
 FORMATS: tuple[tuple[bytes, str], ...] = (
@@ -81,6 +95,9 @@ FORMATS: tuple[tuple[bytes, str], ...] = (
 )
 DELIMITERS = (";", "\t", "|")
 LISTED = 5  # columns named in a message; the rest are counted
+# Errors a stream raises part-way through a damaged file: a compressed stream that breaks, text
+# that is not in its encoding, a field no CSV reader takes.
+STREAM_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error)
 
 
 def _listed(names: list[str]) -> str:
@@ -89,77 +106,59 @@ def _listed(names: list[str]) -> str:
     return "[" + ", ".join(shown) + (f", ... and {len(names) - LISTED} more" if len(names) > LISTED else "") + "]"
 
 
-def decompressed(data: bytes) -> bytes:
-    """The file's bytes, uncompressed when they are gzip, bz2 or a one-file zip."""
-    kind = next((name for magic, name in COMPRESSIONS if data.startswith(magic)), None)
+def _head(stream: BinaryIO, n: int = 16) -> bytes:
+    """The first bytes of a stream, which stays where it was."""
+    position = stream.tell()
+    head = stream.read(n)
+    stream.seek(position)
+    return head
+
+
+def decompressed(stream: BinaryIO) -> BinaryIO:
+    """The file's bytes as a stream, uncompressed on the fly when they are gzip, bz2 or a one-file zip."""
+    kind = next((name for magic, name in COMPRESSIONS if _head(stream).startswith(magic)), None)
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    if kind == "bz2":
+        return bz2.BZ2File(stream, mode="rb")
     if kind is None:
-        return data
+        return stream
     try:
-        if kind == "gzip":
-            return gzip.decompress(data)
-        if kind == "bz2":
-            return bz2.decompress(data)
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise BatchRejected(f"file starts as {kind} but does not decompress: {err}", rows_received=0) from None
-    with archive:
+        archive = zipfile.ZipFile(stream)
         members = [m for m in archive.infolist() if not m.is_dir()]
-        names = [m.filename for m in members]
-        if "[Content_Types].xml" in names:
-            raise BatchRejected("file is an Excel workbook (xlsx), not CSV: export the sheet as CSV", rows_received=0)
-        if len(members) != 1:
-            raise BatchRejected(
-                f"zip archive holds {len(members)} files {_listed(names)}: send one CSV per batch", rows_received=0
-            )
-        try:
-            return archive.read(members[0])
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-            raise BatchRejected(
-                f"zip archive's {members[0].filename!r} does not decompress: {err}", rows_received=0
-            ) from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise BatchRejected(f"file starts as zip but does not open as one: {err}", rows_received=0) from None
+    names = [m.filename for m in members]
+    if "[Content_Types].xml" in names:
+        raise BatchRejected("file is an Excel workbook (xlsx), not CSV: export the sheet as CSV", rows_received=0)
+    if len(members) != 1:
+        raise BatchRejected(
+            f"zip archive holds {len(members)} files {_listed(names)}: send one CSV per batch", rows_received=0
+        )
+    return archive.open(members[0])
 
 
-def decoded(data: bytes) -> str:
-    """The file as text: the encoding its byte-order mark announces, else UTF-8; other formats are named."""
-    kind = next((name for magic, name in FORMATS if data.startswith(magic)), None)
+def decoded(stream: BinaryIO) -> TextIO:
+    """The file as a text stream: the encoding its byte-order mark announces, else UTF-8; other formats named."""
+    try:
+        head = stream.peek(16)[:16] if hasattr(stream, "peek") else _head(stream)
+    except STREAM_ERRORS as err:
+        raise BatchRejected(f"file does not decompress: {err}", rows_received=0) from None
+    kind = next((name for magic, name in FORMATS if head.startswith(magic)), None)
     if kind is not None:
         raise BatchRejected(f"file is {kind}, not CSV", rows_received=0)
-    encoding = next((name for mark, name in BOMS if data.startswith(mark)), None)
-    if encoding is not None:
-        try:
-            return data[len(next(m for m, n in BOMS if n == encoding)) :].decode(encoding)
-        except UnicodeDecodeError as err:
-            raise BatchRejected(
-                f"file announces {encoding} with its byte-order mark but is not ({err.reason} at byte {err.start})",
-                rows_received=count_data_lines(data),
-            ) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
+    encoding = next((codec for mark, codec in BOMS if head.startswith(mark)), None)
+    if encoding is None and b"\x00" in head:
         raise BatchRejected(
-            f"file is not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8, "
-            "or with a byte-order mark for UTF-16 or UTF-32",
-            rows_received=count_data_lines(data),
-        ) from None
-    head = text.lstrip()[:1]
-    if head in ("{", "["):
-        raise BatchRejected("file looks like JSON, not CSV: ingestion reads CSV with a header row", rows_received=0)
-    return text
+            "file holds NUL bytes: UTF-16 or UTF-32 text without a byte-order mark, or not text at all; "
+            "save it as UTF-8 (or with a byte-order mark)",
+            rows_received=0,
+        )
+    # newline="": the csv module reads line ends itself (a quoted field may hold one).
+    return io.TextIOWrapper(stream, encoding=encoding or "utf-8", errors="strict", newline="")
 
 
-def parse_csv(data: bytes, use_case: UseCase) -> ParsedBatch:
-    """Split a CSV batch into well-shaped rows and malformed ones; reject a broken structure whole.
-
-    Compressed files are decompressed, a byte-order mark decides the encoding; files of another
-    format, a header that does not match the schema, or the wrong delimiter reject the batch with
-    a message that says which, in a bounded number of characters.
-    """
-    text = decoded(decompressed(data))
-    delimiter = use_case.source.delimiter
-    rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
-    if not rows:
-        raise BatchRejected("file is empty: no header and no rows", rows_received=0)
-    header, body = [h.strip() for h in rows[0]], rows[1:]
+def _header_problems(header: list[str], use_case: UseCase, delimiter: str) -> str | None:
     expected = use_case.columns
     duplicates = sorted({h for h in header if header.count(h) > 1})
     missing = [c for c in expected if c not in header]
@@ -171,33 +170,99 @@ def parse_csv(data: bytes, use_case: UseCase) -> ParsedBatch:
         problems.append(f"missing columns {_listed(missing)}")
     if extra:
         problems.append(f"unexpected columns {_listed(extra)}")
-    if problems:
-        raise BatchRejected(
-            f"header does not match the schema of '{use_case.name}': "
-            + "; ".join(problems)
-            + _delimiter_hint(rows[0], delimiter, expected),
-            rows_received=len(body),
-        )
-    if not body:
-        raise BatchRejected("file has a header but no data rows", rows_received=0)
+    if not problems:
+        return None
+    return (
+        f"header does not match the schema of '{use_case.name}': "
+        + "; ".join(problems)
+        + _delimiter_hint(header, delimiter, expected)
+    )
 
-    good: list[list[str]] = []
-    numbers: list[int] = []
-    malformed: list[RejectedRow] = []
-    for number, row in enumerate(body, start=1):
-        if len(row) != len(header):
-            malformed.append(RejectedRow(number, row, [f"malformed: expected {len(header)} fields, got {len(row)}"]))
-        else:
-            good.append(row)
-            numbers.append(number)
-    frame = pd.DataFrame(good, columns=header, dtype=object)[expected] if good else pd.DataFrame(columns=expected)
-    frame[ROW_NUMBER] = numbers
-    return ParsedBatch(frame=frame, malformed=malformed)
+
+def read_batch(source: bytes | BinaryIO, use_case: UseCase, *, chunk_rows: int) -> Iterator[ParsedBatch]:
+    """A CSV batch as chunks of at most ``chunk_rows`` data rows, read as a stream: memory stays
+    bounded by the chunk, not the file. Row numbers run on across chunks.
+
+    Compressed files are decompressed, a byte-order mark decides the encoding. A file of another
+    format, a header that does not match the schema (with a hint when another delimiter would
+    fit), or a file that breaks part-way (bytes that are not text in its encoding, a stream that
+    does not decompress) raises BatchRejected with a message of bounded length and the rows the
+    file holds: a caller that wrote earlier chunks must take them back.
+    """
+    raw = io.BytesIO(source) if isinstance(source, bytes) else source
+    start = raw.tell()
+    text = decoded(decompressed(raw))
+    delimiter = use_case.source.delimiter
+    rows = (r for r in csv.reader(text, delimiter=delimiter) if r)
+    read = 0
+    try:
+        first = next(rows, None)
+        if first is None:
+            raise BatchRejected("file is empty: no header and no rows", rows_received=0)
+        if first[0].lstrip().startswith(("{", "[")):
+            raise BatchRejected("file looks like JSON, not CSV: ingestion reads CSV with a header row", rows_received=0)
+        header = [h.strip() for h in first]
+        problem = _header_problems(header, use_case, delimiter)
+        if problem is not None:
+            raise BatchRejected(problem, rows_received=sum(1 for _ in rows))
+        width, order = len(header), [header.index(c) for c in use_case.columns]
+        while True:
+            good: list[list[str]] = []
+            numbers: list[int] = []
+            malformed: list[RejectedRow] = []
+            for row in itertools.islice(rows, chunk_rows):
+                read += 1
+                if len(row) != width:
+                    malformed.append(RejectedRow(read, row, [f"malformed: expected {width} fields, got {len(row)}"]))
+                else:
+                    good.append([row[i] for i in order])
+                    numbers.append(read)
+            if not good and not malformed:
+                break
+            frame = pd.DataFrame(good, columns=use_case.columns, dtype=object)
+            frame[ROW_NUMBER] = numbers
+            yield ParsedBatch(frame=frame, malformed=malformed)
+        if read == 0:
+            raise BatchRejected("file has a header but no data rows", rows_received=0)
+    except STREAM_ERRORS as err:
+        raise BatchRejected(_stream_failure(err, read), rows_received=_rows_claimed(raw, start, read)) from None
+
+
+def _stream_failure(err: Exception, read: int) -> str:
+    # Text is decoded in blocks of several KiB: the place is where reading had got to, not the byte.
+    where = f"found reading on from data row {read}" if read else "found reading the first rows"
+    if isinstance(err, UnicodeDecodeError):
+        return (
+            f"file is not {err.encoding.upper().replace('-SIG', '')} text ({err.reason}, {where}); save it as UTF-8, "
+            "or with a byte-order mark for UTF-16 or UTF-32"
+        )
+    if isinstance(err, csv.Error):
+        return f"file is not CSV that can be read ({_shown(str(err))}, {where})"
+    return f"file does not decompress ({type(err).__name__}: {_shown(str(err))}, {where})"
+
+
+def _rows_claimed(raw: BinaryIO, start: int, read: int) -> int:
+    """The rows a file that broke part-way claims to hold: its lines, uncompressed as far as they go."""
+    raw.seek(start)
+    try:
+        counted = count_data_lines(decompressed(raw))
+    except BatchRejected:
+        counted = 0
+    return max(counted, read)
+
+
+def parse_csv(data: bytes, use_case: UseCase) -> ParsedBatch:
+    """A whole CSV batch in memory (small batches, tests): ``read_batch`` in one chunk."""
+    chunks = list(read_batch(data, use_case, chunk_rows=sys.maxsize))
+    if len(chunks) == 1:
+        return chunks[0]
+    frame = pd.concat([c.frame for c in chunks], ignore_index=True)
+    return ParsedBatch(frame=frame, malformed=[r for c in chunks for r in c.malformed])
 
 
 def _delimiter_hint(header: list[str], delimiter: str, expected: list[str]) -> str:
     """When the header splits into the schema's columns on another delimiter, say so."""
-    line = delimiter.join(header)
+    line = delimiter.join(header).replace('"', "")  # quotes around names: the other delimiter was not theirs
     for other in DELIMITERS:
         if other != delimiter and set(expected) <= {h.strip() for h in line.split(other)}:
             return (

@@ -1,51 +1,112 @@
-"""Ingestion flow: read a batch, land it immutably, validate it, split accepted rows from quarantine."""
+"""Ingestion flow: read a batch, land it immutably, validate it, split accepted rows from quarantine.
+
+A batch is landed on disk as it arrives and then read back in chunks (``MLOPS_INGEST_CHUNK_ROWS``):
+each chunk is parsed, typed, validated and written before the next is read, so memory follows the
+chunk, not the file. The chunks of a batch are staged and committed together (``BatchWriter``).
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections import Counter
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
 from core.usecase import UseCase
 from pipelines.batches import (
+    ROW_NUMBER,
     BatchRejected,
     RejectedRow,
     coerce_types,
     finalize_types,
     merge_failures,
-    parse_csv,
+    read_batch,
     triage,
     with_event_time,
 )
+from pipelines.dedup import KeyIndex, duplicate_failures, key_hashes
 from pipelines.runtime import get_runtime
-from pipelines.sources import read_source
-from pipelines.storage import IngestResult
+from pipelines.sources import iter_source
+from pipelines.storage import DataLake, IngestResult
 
 
 class BatchValidator(Protocol):
-    def validate(self, frame: pd.DataFrame, use_case: UseCase) -> Any: ...
+    def validate(self, frame: pd.DataFrame, use_case: UseCase, *, docs: bool = True) -> Any: ...
+
+
+@dataclass
+class Chunk:
+    """One chunk's outcome: every row of it accepted or quarantined, and the suite's verdict on it."""
+
+    accepted: pd.DataFrame
+    quarantined: list[RejectedRow]
+    validation: Any
+
+
+def process_chunks(
+    source: bytes | BinaryIO,
+    use_case: UseCase,
+    *,
+    validator: BatchValidator,
+    arrival: datetime,
+    chunk_rows: int,
+    keys: KeyIndex | None = None,
+) -> Iterator[Chunk]:
+    """Parse, type, validate and de-duplicate a batch chunk by chunk.
+
+    Raises ``BatchRejected`` when its structure is broken, possibly after some chunks were
+    yielded: the caller takes those back. ``keys``: the keys already curated (with
+    ``deduplication`` declared); the batch's own accepted keys are added as they come.
+    """
+    for i, parsed in enumerate(read_batch(source, use_case, chunk_rows=chunk_rows)):
+        typed, type_failures = coerce_types(parsed.frame, use_case)
+        # Data Docs render the first chunk's run (the whole batch, unless it is larger than a chunk).
+        outcome = validator.validate(typed, use_case, docs=i == 0) if len(typed) else None
+        failures = merge_failures(type_failures, outcome.failures if outcome else {})
+        if keys is not None and use_case.deduplication is not None and len(typed):
+            failures = merge_failures(failures, _duplicates(typed, failures, use_case, keys, arrival=arrival))
+        result = triage(parsed, typed, failures)
+        accepted = with_event_time(finalize_types(result.accepted, use_case), use_case, arrival=arrival)
+        yield Chunk(accepted, result.quarantined, outcome)
+
+
+def _duplicates(
+    typed: pd.DataFrame, failures: dict[int, list[str]], use_case: UseCase, keys: KeyIndex, *, arrival: datetime
+) -> dict[int, list[str]]:
+    """Rows that passed every other check but whose key is curated already, or came earlier in the batch."""
+    assert use_case.deduplication is not None
+    key = use_case.deduplication.key
+    candidates = ~typed[ROW_NUMBER].isin(failures).to_numpy()
+    framed = with_event_time(finalize_types(typed, use_case), use_case, arrival=arrival)
+    return duplicate_failures(
+        key_hashes(framed, key), typed[ROW_NUMBER].to_numpy(), keys, key=key, candidates=candidates
+    )
 
 
 def process_batch(
-    data: bytes, use_case: UseCase, *, validator: BatchValidator, arrival: datetime
+    data: bytes, use_case: UseCase, *, validator: BatchValidator, arrival: datetime, keys: KeyIndex | None = None
 ) -> tuple[pd.DataFrame, list[RejectedRow], Any]:
-    """Parse, type and validate one batch. Raises ``BatchRejected`` when its structure is broken."""
-    parsed = parse_csv(data, use_case)
-    typed, type_failures = coerce_types(parsed.frame, use_case)
-    outcome = validator.validate(typed, use_case) if len(typed) else None
-    failures = merge_failures(type_failures, outcome.failures if outcome else {})
-    result = triage(parsed, typed, failures)
-    accepted = with_event_time(finalize_types(result.accepted, use_case), use_case, arrival=arrival)
-    return accepted, result.quarantined, outcome
+    """A whole batch in memory, in one chunk (small batches, tests). Raises ``BatchRejected``."""
+    (chunk,) = process_chunks(data, use_case, validator=validator, arrival=arrival, chunk_rows=sys.maxsize, keys=keys)
+    return chunk.accepted, chunk.quarantined, chunk.validation
+
+
+def curated_key_index(lake: DataLake, use_case: UseCase) -> KeyIndex | None:
+    """The keys already curated, when the use case declares what makes two rows the same."""
+    if use_case.deduplication is None:
+        return None
+    key = use_case.deduplication.key
+    return KeyIndex.of([(batch, key_hashes(frame, key)) for batch, frame in lake.curated_keys(use_case.name, key)])
 
 
 def quarantine_rows(rows: list[RejectedRow], *, batch_id: str, at: str) -> list[dict[str, Any]]:
-    import json
-
     return [
         {
             "batch_id": batch_id,
@@ -58,14 +119,21 @@ def quarantine_rows(rows: list[RejectedRow], *, batch_id: str, at: str) -> list[
     ]
 
 
+def failure_kind(reason: str) -> str:
+    """What the ledger counts a reason under: its kind for type, parse and duplicate failures (whose
+    text names a value or a row), the whole text for an expectation."""
+    return reason.split(":")[0] if reason.startswith(("type", "malformed", "duplicate")) else reason
+
+
 def _top(reasons: Counter[str], n: int = 3) -> str:
     """The most frequent reasons, with their counts."""
     return "; ".join(f"{reason} x{count}" for reason, count in reasons.most_common(n))
 
 
 @task(retries=2, retry_delay_seconds=1)
-def fetch(source: str) -> bytes:
-    return read_source(source)
+def land(source: str, use_case: str, state_dir: str | None) -> tuple[str, Path]:
+    """The batch's bytes, streamed to the raw landing zone under their content hash."""
+    return get_runtime(state_dir).lake.land_raw(use_case, iter_source(source))
 
 
 @flow(name="ingest", log_prints=True)
@@ -76,8 +144,7 @@ def ingest_flow(
     logger = get_run_logger()
     rt = get_runtime(state_dir)
     uc = rt.use_case(use_case)
-    data = fetch(source)
-    batch_id, raw_path = rt.lake.land_raw(uc.name, data)
+    batch_id, raw_path = land(source, uc.name, state_dir)
     previous = rt.lake.ledger_entry(uc.name, batch_id)
     if previous is not None:
         logger.info("batch %s already ingested on %s: nothing to do", batch_id[:12], previous.ingested_at)
@@ -85,58 +152,45 @@ def ingest_flow(
 
     now = datetime.now(UTC)
     at = now.isoformat(timespec="seconds")
-    try:
-        accepted, rejected, outcome = process_batch(data, uc, validator=rt.validator, arrival=arrival or now)
-    except BatchRejected as err:
-        rows = [RejectedRow(0, {"file": str(raw_path)}, [f"batch rejected: {err.reason}"])]
-        rt.lake.write_quarantine(uc.name, batch_id, quarantine_rows(rows, batch_id=batch_id, at=at))
-        result = IngestResult(
-            use_case=uc.name,
-            batch_id=batch_id,
-            source=source,
-            raw_path=str(raw_path),
-            rows_received=err.rows_received,
-            rows_accepted=0,
-            rows_quarantined=err.rows_received,
-            status="rejected",
-            reason=err.reason,
-            ingested_at=at,
-        )
-        rt.lake.record(result)
-        logger.error(
-            "batch %s rejected whole: %s (%d rows kept in quarantine with the raw file %s)",
-            batch_id[:12],
-            err.reason,
-            err.rows_received,
-            raw_path,
-        )
-        return asdict(result)
-
-    rt.lake.write_curated(uc.name, batch_id, accepted)
-    rt.lake.write_quarantine(uc.name, batch_id, quarantine_rows(rejected, batch_id=batch_id, at=at))
-    reasons = Counter(
-        reason.split("(")[0].split(":")[0] if reason.startswith(("type", "malformed")) else reason
-        for row in rejected
-        for reason in row.reasons
-    )
     result = IngestResult(
-        use_case=uc.name,
-        batch_id=batch_id,
-        source=source,
-        raw_path=str(raw_path),
-        rows_received=len(accepted) + len(rejected),
-        rows_accepted=len(accepted),
-        rows_quarantined=len(rejected),
-        status="accepted" if not rejected else "partial" if len(accepted) else "rejected",
+        use_case=uc.name, batch_id=batch_id, source=source, raw_path=str(raw_path), rows_received=0,
+        rows_accepted=0, rows_quarantined=0, status="accepted", ingested_at=at,
+    )  # fmt: skip
+    reasons: Counter[str] = Counter()
+    writer = rt.lake.batch_writer(uc.name, batch_id)
+    try:
+        with raw_path.open("rb") as stream:
+            chunks = process_chunks(
+                stream,
+                uc,
+                validator=rt.validator,
+                arrival=arrival or now,
+                chunk_rows=rt.settings.ingest_chunk_rows,
+                keys=curated_key_index(rt.lake, uc),
+            )
+            for chunk in chunks:
+                writer.write(chunk.accepted, quarantine_rows(chunk.quarantined, batch_id=batch_id, at=at))
+                result.rows_accepted += len(chunk.accepted)
+                result.rows_quarantined += len(chunk.quarantined)
+                reasons.update(failure_kind(r) for row in chunk.quarantined for r in row.reasons)
+                if chunk.validation is not None and chunk.validation.docs_index and result.data_docs is None:
+                    result.data_docs = str(chunk.validation.docs_index)
+    except BatchRejected as err:
+        writer.abort()  # chunks written before the break are taken back: the batch is rejected whole
+        return _rejected(rt.lake, result, err, at=at, logger=logger)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    result.rows_received = result.rows_accepted + result.rows_quarantined
+    result.failure_counts = dict(reasons)
+    if result.rows_quarantined:
+        result.status = "partial" if result.rows_accepted else "rejected"
+    if not result.rows_accepted:
         # Every row quarantined: the batch gave nothing, whatever the cause, and says so.
-        reason=None if len(accepted) else f"no row accepted: all {len(rejected)} quarantined ({_top(reasons)})",
-        ingested_at=at,
-        failure_counts=dict(reasons),
-        data_docs=str(outcome.docs_index) if outcome and outcome.docs_index else None,
-    )
-    rt.lake.record(result)
-    if result.status == "rejected":
+        result.reason = f"no row accepted: all {result.rows_quarantined} quarantined ({_top(reasons)})"
         logger.error("batch %s: %s", batch_id[:12], result.reason)
+    rt.lake.record(IngestResult(**asdict(result)))  # re-checks the row invariant
     logger.info(
         "batch %s: %d received, %d accepted, %d quarantined",
         batch_id[:12],
@@ -145,3 +199,25 @@ def ingest_flow(
         result.rows_quarantined,
     )
     return asdict(result)
+
+
+def _rejected(lake: DataLake, result: IngestResult, err: BatchRejected, *, at: str, logger: Any) -> dict[str, Any]:
+    """The whole batch in quarantine: one entry pointing at the raw file, and the rows it holds."""
+    rows = [RejectedRow(0, {"file": result.raw_path}, [f"batch rejected: {err.reason}"])]
+    with lake.batch_writer(result.use_case, result.batch_id) as writer:
+        writer.write(pd.DataFrame(), quarantine_rows(rows, batch_id=result.batch_id, at=at))
+    rejected = IngestResult(
+        **(asdict(result) | {
+            "rows_received": err.rows_received, "rows_accepted": 0, "rows_quarantined": err.rows_received,
+            "status": "rejected", "reason": err.reason, "failure_counts": {}, "data_docs": None,
+        })
+    )  # fmt: skip
+    lake.record(rejected)
+    logger.error(
+        "batch %s rejected whole: %s (%d rows kept in quarantine with the raw file %s)",
+        result.batch_id[:12],
+        err.reason,
+        err.rows_received,
+        result.raw_path,
+    )
+    return asdict(rejected)

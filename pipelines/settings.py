@@ -28,6 +28,11 @@ class PipelineSettings(CommonSettings):
         default=None, description="Folder or URL (fsspec: path, s3://, http://) watched for new batch files."
     )
     ingest_interval_seconds: float = Field(default=60, gt=0, description="How often the inbox is scanned.")
+    ingest_chunk_rows: int = Field(
+        default=20_000,
+        ge=100,
+        description="Rows parsed, typed and validated at a time: memory follows the chunk, not the file.",
+    )
     monitor_interval_seconds: float = Field(
         default=3600, gt=0, description="How often the prediction log is checked for drift."
     )

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-MAX_BATCH_BYTES = 512 * 1024 * 1024
+# A guard, not a memory limit: batches are read as streams, landed on disk and processed in chunks.
+MAX_BATCH_BYTES = 2 * 1024**3
+BLOCK_BYTES = 1 << 20
 
 
 class SourceError(IOError):
     """The batch could not be read; the message names the source."""
 
 
-def read_source(uri: str) -> bytes:
+def iter_source(uri: str, *, limit: int = MAX_BATCH_BYTES) -> Iterator[bytes]:
+    """The batch's bytes in blocks of 1 MiB: a local path, or any fsspec URL (http(s)://, s3://)."""
     import fsspec
 
     target = uri if "://" in uri else str(Path(uri).expanduser().resolve())
+    read = 0
     try:
         with fsspec.open(target, "rb") as fh:
-            data = fh.read(MAX_BATCH_BYTES + 1)
+            while block := fh.read(BLOCK_BYTES):
+                read += len(block)
+                if read > limit:
+                    raise SourceError(f"batch {uri} is larger than {limit // 2**20} MiB; split it")
+                yield block
+    except SourceError:
+        raise
     except FileNotFoundError:
         raise SourceError(f"batch not found: {uri}") from None
     except Exception as err:  # fsspec backends raise their own types
         raise SourceError(f"could not read batch {uri}: {type(err).__name__}: {err}") from err
-    if len(data) > MAX_BATCH_BYTES:
-        raise SourceError(f"batch {uri} is larger than {MAX_BATCH_BYTES // 2**20} MiB; split it")
-    return data
+
+
+def read_source(uri: str, *, limit: int = MAX_BATCH_BYTES) -> bytes:
+    """The whole batch in memory (small files; ingestion itself streams with ``iter_source``)."""
+    return b"".join(iter_source(uri, limit=limit))

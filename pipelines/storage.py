@@ -4,14 +4,18 @@ Layout under the state directory::
 
     raw/<use case>/<sha256>.csv                     immutable, content-addressed
     ledger/<use case>/<sha256>.json                 one record per ingested batch
-    curated/<use case>/event_date=YYYY-MM-DD/<sha256>-0.parquet
-    quarantine/<use case>/<sha256>.parquet          rejected rows with their reasons
+    curated/<use case>/event_date=YYYY-MM-DD/<sha256>[-<chunk>].parquet
+    quarantine/<use case>/<sha256>[-<chunk>].parquet  rejected rows with their reasons
+    staging/<use case>/<sha256>/                    a batch being written, until it commits
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,13 +73,27 @@ class DataLake:
     def __init__(self, layout: StateLayout) -> None:
         self.layout = layout
 
-    def land_raw(self, use_case: str, data: bytes) -> tuple[str, Path]:
-        """Store the bytes under their hash, read-only; landing the same bytes twice is a no-op."""
-        batch_id = content_hash(data)
-        path = self.layout.raw / use_case / f"{batch_id}.csv"
-        if not path.exists():
-            _atomic_write(path, data)
-            path.chmod(0o444)
+    def land_raw(self, use_case: str, data: bytes | Iterable[bytes]) -> tuple[str, Path]:
+        """Store the bytes (or a stream of blocks) under their hash, read-only; landing the same bytes
+        twice is a no-op. A stream goes to disk as it arrives: memory holds one block."""
+        folder = self.layout.raw / use_case
+        folder.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        tmp = folder / f".landing-{uuid.uuid4().hex}"
+        try:
+            with tmp.open("wb") as out:
+                for block in [data] if isinstance(data, bytes) else data:
+                    digest.update(block)
+                    out.write(block)
+            batch_id = digest.hexdigest()
+            path = folder / f"{batch_id}.csv"
+            if path.exists():
+                tmp.unlink()
+            else:
+                tmp.chmod(0o444)
+                tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return batch_id, path
 
     def ledger_entry(self, use_case: str, batch_id: str) -> IngestResult | None:
@@ -88,23 +106,14 @@ class DataLake:
         path = self.layout.ledger / result.use_case / f"{result.batch_id}.json"
         _atomic_write(path, json.dumps(asdict(result), indent=2).encode())
 
-    def write_curated(self, use_case: str, batch_id: str, frame: pd.DataFrame) -> None:
-        """One file per (event date, batch): rewriting a batch replaces its own files and nothing else."""
-        if frame.empty:
-            return
-        dates = frame[EVENT_TIME_COLUMN].dt.strftime("%Y-%m-%d")
-        for day, part in frame.groupby(dates, sort=True):
-            _atomic_write(
-                self.layout.curated / use_case / f"{EVENT_DATE}={day}" / f"{batch_id}.parquet",
-                part.reset_index(drop=True),
-            )
+    def batch_writer(self, use_case: str, batch_id: str) -> BatchWriter:
+        return BatchWriter(self.layout, use_case, batch_id)
 
-    def write_quarantine(self, use_case: str, batch_id: str, rows: list[dict[str, Any]]) -> Path | None:
-        if not rows:
-            return None
-        path = self.layout.quarantine / use_case / f"{batch_id}.parquet"
-        _atomic_write(path, pd.DataFrame(rows))
-        return path
+    def curated_keys(self, use_case: str, columns: list[str]) -> list[tuple[str, pd.DataFrame]]:
+        """The key columns of every curated file, with the batch that wrote it."""
+        folder = self.layout.curated / use_case
+        files = sorted(folder.glob(f"{EVENT_DATE}=*/*.parquet")) if folder.exists() else []
+        return [(f.stem.split("-")[0], pd.read_parquet(f, columns=columns)) for f in files]
 
     def read_curated(self, use_case: str, *, until: pd.Timestamp | None = None) -> pd.DataFrame:
         folder = self.layout.curated / use_case
@@ -121,7 +130,7 @@ class DataLake:
     def read_batch(self, use_case: str, batch_id: str) -> pd.DataFrame:
         """The accepted rows of one batch, in time order (empty when none was accepted)."""
         folder = self.layout.curated / use_case
-        files = sorted(folder.glob(f"{EVENT_DATE}=*/{batch_id}.parquet")) if folder.exists() else []
+        files = sorted(folder.glob(f"{EVENT_DATE}=*/{batch_id}*.parquet")) if folder.exists() else []
         if not files:
             return pd.DataFrame()
         frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
@@ -148,3 +157,56 @@ class DataLake:
         for f in files:
             digest.update(f"{f.parent.name}/{f.name}".encode())
         return digest.hexdigest()[:16]
+
+
+class BatchWriter:
+    """One batch's accepted and quarantined rows, written chunk by chunk to a staging folder and
+    moved into the curated and quarantine datasets on ``commit``: readers never see part of a batch,
+    and a batch rejected part-way (``abort``, or leaving the ``with`` block on an error) leaves nothing.
+
+    Files: chunk k of the batch writes ``<batch id>.parquet`` (k = 0) or ``<batch id>-<k>.parquet``
+    per event date, and the same in quarantine. Committing replaces the batch's earlier files and
+    nothing else.
+    """
+
+    def __init__(self, layout: StateLayout, use_case: str, batch_id: str) -> None:
+        self._layout, self._use_case, self._batch_id = layout, use_case, batch_id
+        self._staging = layout.root / "staging" / use_case / batch_id
+        shutil.rmtree(self._staging, ignore_errors=True)  # a crashed run's leftovers
+        self._chunks = 0
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def write(self, accepted: pd.DataFrame, quarantined: list[dict[str, Any]]) -> None:
+        name = self._batch_id if self._chunks == 0 else f"{self._batch_id}-{self._chunks}"
+        self._chunks += 1
+        if not accepted.empty:
+            dates = accepted[EVENT_TIME_COLUMN].dt.strftime("%Y-%m-%d")
+            for day, part in accepted.groupby(dates, sort=True):
+                _atomic_write(
+                    self._staging / "curated" / f"{EVENT_DATE}={day}" / f"{name}.parquet", part.reset_index(drop=True)
+                )
+        if quarantined:
+            _atomic_write(self._staging / "quarantine" / f"{name}.parquet", pd.DataFrame(quarantined))
+
+    def commit(self) -> None:
+        curated, quarantine = self._layout.curated / self._use_case, self._layout.quarantine / self._use_case
+        for old in [*curated.glob(f"{EVENT_DATE}=*/{self._batch_id}*.parquet"),
+                    *quarantine.glob(f"{self._batch_id}*.parquet")]:  # fmt: skip
+            old.unlink()
+        for staged in sorted(self._staging.rglob("*.parquet")):
+            relative = staged.relative_to(self._staging)
+            target = (curated if relative.parts[0] == "curated" else quarantine) / Path(*relative.parts[1:])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged.replace(target)
+        self.abort()
+
+    def abort(self) -> None:
+        shutil.rmtree(self._staging, ignore_errors=True)

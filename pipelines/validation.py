@@ -7,6 +7,7 @@ expectations it failed.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ class GxValidator:
         self._ctx = gx.get_context(mode="file", project_root_dir=str(context_root))
         self._ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
         self._docs_dir = docs_dir.resolve()
+        self._checkpoints: dict[str, dict[bool, Any]] = {}
         if "local" not in self._ctx.get_site_names():
             self._ctx.add_data_docs_site(
                 site_name="local",
@@ -92,7 +94,16 @@ class GxValidator:
                 },
             )
 
-    def _checkpoint(self, use_case: UseCase) -> Any:
+    def _checkpoint(self, use_case: UseCase, *, docs: bool) -> Any:
+        """The use case's checkpoint, set up once per suite (a batch read in chunks runs it per chunk);
+        a changed YAML gets its suite rebuilt, in a long-lived worker too."""
+        key = json.dumps(build_suite(use_case), sort_keys=True, default=str)
+        if key not in self._checkpoints:
+            self._checkpoints[key] = self._new_checkpoints(use_case)
+        return self._checkpoints[key][docs]
+
+    def _new_checkpoints(self, use_case: UseCase) -> dict[bool, Any]:
+        """Two checkpoints of one suite: with the Data Docs action, and without (the later chunks)."""
         gx = self._gx
         ctx = self._ctx
         source_name = f"{use_case.name}_batches"
@@ -123,22 +134,24 @@ class GxValidator:
         except Exception:  # noqa: BLE001
             pass
         vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=vd_name, data=batch_def, suite=suite))
-        cp_name = f"{use_case.name}_checkpoint"
-        try:
-            ctx.checkpoints.delete(cp_name)
-        except Exception:  # noqa: BLE001
-            pass
-        return ctx.checkpoints.add(
-            gx.Checkpoint(
-                name=cp_name,
-                validation_definitions=[vd],
-                result_format=self._RESULT_FORMAT,
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["local"])],
+        checkpoints = {}
+        for docs in (True, False):
+            cp_name = f"{use_case.name}_checkpoint" + ("" if docs else "_quiet")
+            try:
+                ctx.checkpoints.delete(cp_name)
+            except Exception:  # noqa: BLE001
+                pass
+            actions = [gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["local"])] if docs else []
+            checkpoints[docs] = ctx.checkpoints.add(
+                gx.Checkpoint(
+                    name=cp_name, validation_definitions=[vd], result_format=self._RESULT_FORMAT, actions=actions
+                )
             )
-        )
+        return checkpoints
 
-    def validate(self, frame: pd.DataFrame, use_case: UseCase) -> ValidationOutcome:
-        checkpoint = self._checkpoint(use_case)
+    def validate(self, frame: pd.DataFrame, use_case: UseCase, *, docs: bool = True) -> ValidationOutcome:
+        """Run the use case's suite on ``frame``; with ``docs``, the Data Docs get the run too."""
+        checkpoint = self._checkpoint(use_case, docs=docs)
         result = checkpoint.run(batch_parameters={"dataframe": frame.reset_index(drop=True)})
         failures: dict[int, list[str]] = {}
         statistics: dict[str, Any] = {}

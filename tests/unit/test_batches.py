@@ -47,7 +47,7 @@ def test_malformed_rows_are_kept_with_reason(bike):
         (_batch(GOOD, header=HEADER.replace(",bikers", "")), "missing columns ['bikers']", 1),
         (_batch(GOOD + ",1", header=HEADER + ",colour"), "unexpected columns ['colour']", 1),
         (_batch(GOOD + ",1", header=HEADER + ",hr"), "duplicate columns ['hr']", 1),
-        (b"\x80garbage\n\x00\x01\n", "not UTF-8", 1),
+        (b"\x80garbage\nrow\n", "not UTF-8", 1),
     ],
 )
 def test_broken_structure_rejects_the_whole_batch(bike, data, message, received):
