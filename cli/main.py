@@ -100,9 +100,10 @@ def _known_errors() -> tuple[type[Exception], ...]:
 
     errors: list[type[Exception]] = [UseCaseError]
     try:
+        from pipelines.drops import DemoDataError
         from pipelines.sources import SourceError
 
-        errors.append(SourceError)
+        errors += [SourceError, DemoDataError]
     except ImportError:  # the serving role installs without the pipeline extras
         pass
     return tuple(errors)
@@ -378,11 +379,17 @@ def retrain(
 def demo(
     use_case: UseCaseOpt = "bike_demand",
     state_dir: StateDirOpt = None,
-    months: Annotated[int | None, typer.Option(help="Stop after this many monthly drops.")] = None,
+    months: Annotated[
+        int | None,
+        typer.Option(
+            "--months", "--periods", help="Stop after this many drops (a month each, or the YAML's demo.period)."
+        ),
+    ] = None,
 ) -> None:
     """A year in production: bootstrap a model on the first months, then replay each later month as a
     batch drop (one of them corrupted), serve its records over real HTTP, send the labels back,
     monitor drift and retrain. Prints a month-by-month table and writes <state dir>/demo-summary.json.
+    A use case may cut its drops by another period (`demo.period`: day, week, quarter, year).
     Each run starts fresh: it clears what an earlier run wrote (data, registry, reports), keeping Prefect's database.
     """
     root = prepare_environment(state_dir)
@@ -443,7 +450,12 @@ def worker(
 
 @app.command("sample-batch")
 def sample_batch(
-    month: Annotated[str, typer.Argument(help="Month of the use case's data set, YYYY-MM (e.g. 2011-07).")],
+    month: Annotated[
+        str,
+        typer.Argument(
+            help="A drop of the use case's data set: a month, YYYY-MM (e.g. 2011-07), or the YAML's demo.period."
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the CSV batch file.")],
     use_case: UseCaseOpt = "bike_demand",
     corrupt: Annotated[bool, typer.Option(help="Break it the way real feeds break (for quarantine).")] = False,
@@ -461,7 +473,7 @@ def sample_batch(
     except UseCaseError as err:
         _fail(str(err))
     if month not in drops:
-        _fail(f"no month '{month}' in {uc.name}'s data; months: {', '.join(drops)}")
+        _fail(f"no drop '{month}' in {uc.name}'s data; drops: {', '.join(drops)}")
     frame = drops[month]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(corrupt_frame(frame, uc) if corrupt else frame.to_csv(index=False).encode())

@@ -7,11 +7,12 @@ offending field (``schema.columns.temp.min: Input should be a valid number``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Task = Literal["regression", "classification"]
 
@@ -84,8 +85,29 @@ class Source(_Strict):
 
 
 class EventTimeFromColumn(_Strict):
+    """A column holds the time: a datetime, or text or a number read with ``format``.
+
+    ``format`` (strftime codes) reads a year held as a number (``"%Y"``), a date in a fixed layout
+    (``"%d/%m/%Y"``), ...; without it, only a datetime column, or text in ISO 8601, is read.
+    ``step`` spreads rows that share a value in file order (weekly rows of one year, say: ``7D``
+    puts the n-th row of a year n weeks after its start), so that time-aware splits can tell them
+    apart; it assumes a file holds each period whole.
+    """
+
     kind: Literal["column"]
     column: str
+    format: str | None = Field(default=None, min_length=2, description="strftime layout of the column's values.")
+    step: str | None = Field(
+        default=None, description="Time between rows that share a value, in file order (a pandas offset: 7D, 1h)."
+    )
+
+    @field_validator("step")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        # Checked without pandas: the serving process reads use cases too, and must not import it.
+        if value is not None and not re.fullmatch(r"(?:[1-9]\d*|\d*\.\d*[1-9]\d*)(?:W|D|h|min|s|ms)", value):
+            raise ValueError(f"'{value}' is not a positive duration: a number and W, D, h, min, s or ms (7D, 1h)")
+        return value
 
 
 class EventTimeFromDayOfYear(_Strict):
@@ -289,9 +311,17 @@ class Eda(_Strict):
     )
 
 
+Period = Literal["day", "week", "month", "quarter", "year"]
+
+
 class Demo(_Strict):
     bootstrap_until: str = Field(description="Rows before this date bootstrap the first model.")
-    corrupt_batch: str | None = Field(default=None, description="Month (YYYY-MM) whose drop is corrupted.")
+    period: Period = Field(
+        default="month", description="What one batch drop of the demo holds: a day, week, month, quarter or year."
+    )
+    corrupt_batch: str | None = Field(
+        default=None, description="The drop that arrives corrupted, by its label (a month: YYYY-MM)."
+    )
 
 
 class UseCase(_Strict):
@@ -388,6 +418,19 @@ class UseCase(_Strict):
         for attr in needed:
             if getattr(et, attr) not in columns:
                 raise ValueError(f"event_time.{attr} '{getattr(et, attr)}' is not in schema.columns")
+        numeric = isinstance(et, EventTimeFromColumn) and columns[et.column].type in ("int", "float", "bool")
+        if numeric and et.format is None:
+            raise ValueError(
+                f"event_time.format is needed: '{et.column}' is a {columns[et.column].type} column, and a "
+                "number read as a time counts nanoseconds from 1970 (a year: format: '%Y')"
+            )
+        # What the model cannot take is refused here, not dropped from the model later.
+        unusable = [f for f in self.features if columns[f].type == "datetime"]
+        if unusable:
+            raise ValueError(
+                f"features {unusable} are datetime columns, which no model here takes: derive numbers or "
+                "categories from them (hour, weekday) as columns of their own, or make one the event_time"
+            )
         return self
 
     # -- derived views ---------------------------------------------------

@@ -15,6 +15,7 @@ import math
 import sys
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,9 +27,9 @@ import pandas as pd
 from core.usecase import EVENT_TIME_COLUMN, UseCase
 
 ROW_NUMBER = "__row__"  # 1-based position of the data row in its file
-# The largest integer a float64 holds exactly (numbers are parsed as float64 first): beyond it two
-# different integers read the same, and a curated int64 column could not hold 1e19 at all.
-MAX_EXACT_INT = 2**53
+# The largest integer below which every integer is a float64 (numbers are parsed as float64 first):
+# beyond it two different integers read the same, and a curated int64 column could not hold 1e19.
+MAX_EXACT_INT = 2**53 - 1
 
 
 class BatchRejected(ValueError):
@@ -297,13 +298,15 @@ def coerce_types(frame: pd.DataFrame, use_case: UseCase) -> tuple[pd.DataFrame, 
             for idx in np.flatnonzero(bad.to_numpy()):
                 value = stripped.iloc[idx]
                 if too_large.iloc[idx]:
-                    kind = "out of range for an integer (beyond ±2^53)"
+                    kind = f"out of range for an integer (beyond ±{MAX_EXACT_INT:,})"
                 else:
                     kind = "not finite" if _is_nonfinite(value) else f"not a valid {spec.type}"
                 failures.setdefault(int(rows[idx]), []).append(f"type: {name}={_shown(value)} is {kind}")
             out[name] = values.where(~bad).astype("float64")
         elif spec.type == "datetime":
-            values = pd.to_datetime(stripped.where(~empty), errors="coerce")
+            et = use_case.event_time
+            layout = et.format if et.kind == "column" and et.column == name else None  # the declared layout
+            values = pd.to_datetime(stripped.where(~empty), errors="coerce", format=layout)
             bad = ~empty & values.isna()
             for idx in np.flatnonzero(bad.to_numpy()):
                 failures.setdefault(int(rows[idx]), []).append(
@@ -333,19 +336,56 @@ def _is_nonfinite(value: str) -> bool:
         return False
 
 
-def derive_event_time(frame: pd.DataFrame, use_case: UseCase, *, arrival: datetime) -> pd.Series:
-    """The event time of each row, as the use case declares it."""
+def derive_event_time(
+    frame: pd.DataFrame, use_case: UseCase, *, arrival: datetime, seen: Counter[pd.Timestamp] | None = None
+) -> pd.Series:
+    """The event time of each row, as the use case declares it; NaT where it cannot be derived (a
+    missing or unreadable value, a day or hour outside the calendar, a time pandas cannot hold).
+
+    Never raises: a row without a time is quarantined by the caller, never lost. ``seen`` carries
+    a ``step``'s count of rows per value from one chunk of a batch to the next.
+    """
     et = use_case.event_time
-    if et.kind == "column":
-        return pd.to_datetime(frame[et.column])
+    if et.kind == "arrival":
+        return pd.Series(pd.Timestamp(arrival).tz_localize(None), index=frame.index, dtype="datetime64[ns]")
     if et.kind == "day_of_year_hour":
+        day = pd.to_numeric(frame[et.day_column], errors="coerce").astype("float64")
+        hour = pd.to_numeric(frame[et.hour_column], errors="coerce").astype("float64")
+        # In the calendar, and whole: the bounds keep the arithmetic inside what a timestamp holds.
+        ok = day.between(1, 366) & hour.between(0, 23) & (day % 1 == 0) & (hour % 1 == 0)
         start = pd.Timestamp(year=et.year, month=1, day=1)
-        return (
-            start
-            + pd.to_timedelta(frame[et.day_column].astype("float64") - 1, unit="D")
-            + pd.to_timedelta(frame[et.hour_column].astype("float64"), unit="h")
-        )
-    return pd.Series(pd.Timestamp(arrival).tz_localize(None), index=frame.index)
+        times = start + pd.to_timedelta(day.where(ok) - 1, unit="D") + pd.to_timedelta(hour.where(ok), unit="h")
+        return times.where(times.dt.year == et.year)  # day 366 of a year of 365 days is not in it
+    values = frame[et.column]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        times = values
+    elif et.format is not None:
+        times = pd.to_datetime(values.map(_as_text), format=et.format, errors="coerce")
+    else:
+        times = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    times = pd.Series(times, index=frame.index).dt.tz_localize(None) if len(times) else times
+    if et.step is not None:
+        times = _spread(times, pd.Timedelta(et.step), seen if seen is not None else Counter())
+    return times
+
+
+def _as_text(value: object) -> object:
+    """A cell as the text a format reads: a whole number without its '.0' (a year typed as a number)."""
+    if isinstance(value, float):
+        return str(int(value)) if value == value and value.is_integer() and abs(value) < 1e15 else None
+    return None if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def _spread(times: pd.Series, step: pd.Timedelta, seen: Counter[pd.Timestamp]) -> pd.Series:
+    """The n-th row (in file order) that shares a time moved n steps after it."""
+    offsets = []
+    for value in times:
+        if pd.isna(value):
+            offsets.append(pd.NaT)
+            continue
+        offsets.append(step * seen[value])
+        seen[value] += 1
+    return times + pd.to_timedelta(pd.Series(offsets, index=times.index))
 
 
 def finalize_types(frame: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
@@ -357,9 +397,25 @@ def finalize_types(frame: pd.DataFrame, use_case: UseCase) -> pd.DataFrame:
     return out
 
 
-def with_event_time(frame: pd.DataFrame, use_case: UseCase, *, arrival: datetime) -> pd.DataFrame:
+def with_event_time(
+    frame: pd.DataFrame, use_case: UseCase, *, arrival: datetime, seen: Counter[pd.Timestamp] | None = None
+) -> pd.DataFrame:
     out = frame.copy()
-    out[EVENT_TIME_COLUMN] = derive_event_time(frame, use_case, arrival=arrival)
+    out[EVENT_TIME_COLUMN] = derive_event_time(frame, use_case, arrival=arrival, seen=seen)
+    return out
+
+
+def untimed_failures(framed: pd.DataFrame, failures: dict[int, list[str]], use_case: UseCase) -> dict[int, list[str]]:
+    """Rows that passed every other check but whose event time cannot be derived, with the values it
+    would come from."""
+    et = use_case.event_time
+    sources = {"column": [getattr(et, "column", "")], "day_of_year_hour": [getattr(et, "day_column", ""),
+               getattr(et, "hour_column", "")], "arrival": []}[et.kind]  # fmt: skip
+    missing = framed[EVENT_TIME_COLUMN].isna() & ~framed[ROW_NUMBER].isin(failures)
+    out: dict[int, list[str]] = {}
+    for _, row in framed[missing].iterrows():
+        values = ", ".join(f"{c}={_shown(str(row[c]))}" for c in sources)
+        out[int(row[ROW_NUMBER])] = [f"event_time: cannot be derived from {values}"]
     return out
 
 

@@ -19,15 +19,15 @@ from core.layout import StateLayout
 from core.usecase import UseCase
 from models.registry import CHAMPION
 from monitoring.drift import ensure_project
-from pipelines.drops import bootstrap_months, corrupt, read_raw, split_into_drops
+from pipelines.drops import bootstrap_months, corrupt, period_of, period_start, read_raw, split_into_drops
 from pipelines.ingest import ingest_flow
 from pipelines.runtime import get_runtime
 from pipelines.train import train_flow
 
 
-def month_arrival(month: str) -> datetime:
-    """A monthly drop arrives on the 1st of its month."""
-    return datetime.fromisoformat(f"{month}-01")
+def drop_arrival(label: str, use_case: UseCase) -> datetime:
+    """A drop arrives when its period begins (a monthly drop on the 1st of its month)."""
+    return period_start(label, period_of(use_case))
 
 
 def write_drop(layout: StateLayout, use_case: UseCase, month: str, frame: pd.DataFrame) -> Path:
@@ -43,7 +43,9 @@ def write_drop(layout: StateLayout, use_case: UseCase, month: str, frame: pd.Dat
 def ingest_month(*, use_case: UseCase, month: str, frame: pd.DataFrame, state_dir: str | None) -> dict[str, Any]:
     rt = get_runtime(state_dir)
     path = write_drop(rt.layout, use_case, month, frame)
-    return ingest_flow(source=str(path), use_case=use_case.name, arrival=month_arrival(month), state_dir=state_dir)
+    return ingest_flow(
+        source=str(path), use_case=use_case.name, arrival=drop_arrival(month, use_case), state_dir=state_dir
+    )
 
 
 @flow(name="bootstrap", log_prints=True)

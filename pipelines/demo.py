@@ -24,8 +24,8 @@ from core.layout import StateLayout
 from core.usecase import UseCase
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
-from pipelines.bootstrap import ingest_month, month_arrival
-from pipelines.drops import bootstrap_months, read_raw, records_and_labels, split_into_drops
+from pipelines.bootstrap import ingest_month
+from pipelines.drops import bootstrap_months, period_labels, period_of, read_raw, records_and_labels, split_into_drops
 from pipelines.traffic import ServedMonth, running_service, serve_month
 
 # While a rollout runs, records go one per request, as live hourly traffic would: a canary routes
@@ -87,9 +87,11 @@ def _at_threshold(row: MonthRow) -> str:
     )
 
 
-def format_table(rows: list[MonthRow], metric: str) -> str:
+def format_table(rows: list[MonthRow], metric: str, *, period: str = "month") -> str:
+    """One line per drop; the first column named by the period a drop holds (the YAML's demo.period)."""
+    width = max([8, len(period), *(len(r.month) for r in rows)])
     head = (
-        f"{'month':<8} {'recv':>5} {'acc':>5} {'quar':>5}  {'served by':<10} {'rollout on this traffic':<26} "
+        f"{period:<{width}} {'recv':>5} {'acc':>5} {'quar':>5}  {'served by':<10} {'rollout on this traffic':<26} "
         f"{'drift':>9}  {'live ' + metric:>10} {'baseline':>9}  retrained"
     )
     lines = [head, "-" * len(head)]
@@ -103,7 +105,7 @@ def format_table(rows: list[MonthRow], metric: str) -> str:
         )
         served = "v" + ",v".join(r.live_model_version.split(","))
         lines.append(
-            f"{r.month:<8} {r.rows_received:>5} {r.rows_accepted:>5} {r.rows_quarantined:>5}  {served:<10} "
+            f"{r.month:<{width}} {r.rows_received:>5} {r.rows_accepted:>5} {r.rows_quarantined:>5}  {served:<10} "
             f"{rollout:<26} {drift:>9}  {r.live_error:>10.4g} {r.baseline_error:>9.4g}  {retrained}"
         )
     return "\n".join(lines)
@@ -157,6 +159,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     clear_previous_run(layout)
     uc = rt.use_case(use_case)
     metric = uc.promotion.metric
+    period = period_of(uc)
     drops = split_into_drops(read_raw(uc), uc)
     first_months = bootstrap_months(drops, uc)
 
@@ -184,11 +187,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
             for month in month_names:
                 result = ingest(month)
                 accepted = rt.lake.read_curated(uc.name)
-                accepted = (
-                    accepted[accepted["event_time"].dt.strftime("%Y-%m") == month]
-                    if uc.event_time.kind != "arrival"
-                    else accepted[accepted["event_time"] == month_arrival(month)]
-                )
+                accepted = accepted[period_labels(accepted["event_time"], period) == month]
                 features, labels = records_and_labels(accepted, uc)
                 window_start = time.time()
                 rollout = None
@@ -279,6 +278,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
         "use_case": uc.name,
         "metric": metric,
         "higher_is_better": uc.higher_is_better,
+        "period": period,  # what each entry of "months" holds: a month unless the YAML's demo.period says otherwise
         "bootstrap": {"months": first_months, "rows": bootstrap_rows, "model_version": baseline_version},
         "months": [asdict(r) for r in rows],
         "story": story(rows),
@@ -290,12 +290,12 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     path = layout.root / "demo-summary.json"
     path.write_text(json.dumps(summary, indent=2))
     print()
-    print(format_table(rows, metric))
+    print(format_table(rows, metric, period=period))
     s = summary["story"]
     if s["first_retrain_month"]:
         print(
             f"\nFirst retraining after {s['first_retrain_month']}. Over the {s['months_after_first_retrain']} "
-            f"months after it, mean live {metric} {s['mean_live_error_after']:.4g} vs "
+            f"{period}s after it, mean live {metric} {s['mean_live_error_after']:.4g} vs "
             f"{s['mean_baseline_error_after']:.4g} had the bootstrap model stayed in production."
         )
     print(f"\nExploratory analysis of each data version a model was trained on: {summary['eda_reports']}/")

@@ -1,4 +1,5 @@
-"""Batch drops cut from a use case's data set: the months of the demo, the stack's bootstrap and sample batches.
+"""Batch drops cut from a use case's data set: the periods of the demo (a month unless its YAML says
+otherwise), the stack's bootstrap and sample batches.
 
 Pure functions of the raw rows (strings, as in the file) and the use case.
 """
@@ -14,6 +15,7 @@ import pandas as pd
 
 from core.usecase import UseCase
 from models.frames import coerce_features
+from models.splits import time_ordered_split
 from pipelines.batches import derive_event_time
 
 
@@ -22,27 +24,106 @@ def read_raw(use_case: UseCase) -> pd.DataFrame:
     return pd.read_csv(use_case.resolve_source(), dtype=str, keep_default_na=False)
 
 
+class DemoDataError(ValueError):
+    """The data set cannot carry the demo as its YAML sets it up; the message says what it needs."""
+
+
+def period_of(use_case: UseCase) -> str:
+    return use_case.demo.period if use_case.demo is not None else "month"
+
+
+def period_labels(times: pd.Series, period: str) -> pd.Series:
+    """Each time's drop, as a label that sorts in time order: 2011-07-04 (a day, or the Monday of a
+    week), 2011-07 (a month), 2011-Q3, 2011."""
+    if period == "day":
+        return times.dt.strftime("%Y-%m-%d")
+    if period == "week":
+        return (times.dt.normalize() - pd.to_timedelta(times.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+    if period == "month":
+        return times.dt.strftime("%Y-%m")
+    if period == "quarter":
+        return times.dt.year.astype(str) + "-Q" + times.dt.quarter.astype(str)
+    return times.dt.strftime("%Y")
+
+
+def period_start(label: str, period: str) -> datetime:
+    """When the drop labelled ``label`` begins (and arrives)."""
+    if period in ("day", "week"):
+        return datetime.fromisoformat(label)
+    if period == "month":
+        return datetime.fromisoformat(f"{label}-01")
+    if period == "quarter":
+        year, quarter = label.split("-Q")
+        return datetime(int(year), 3 * int(quarter) - 2, 1)
+    return datetime(int(label), 1, 1)
+
+
 def split_into_drops(raw: pd.DataFrame, use_case: UseCase, *, year: int = 2011) -> dict[str, pd.DataFrame]:
-    """Raw rows (strings, as in the file) grouped into one drop per month, in time order."""
+    """Raw rows (strings, as in the file) grouped into one drop per period (``demo.period``), in time order.
+
+    Rows whose event time cannot be derived go with the first drop, whose ingestion quarantines them.
+    """
+    period = period_of(use_case)
     if use_case.event_time.kind == "arrival":
-        # No time in the data: rows arrive in file order, spread evenly over the year.
-        month_index = np.arange(len(raw)) * 12 // len(raw)
-        months = pd.Series([f"{year}-{m + 1:02d}" for m in month_index], index=raw.index)
+        # No time in the data: rows arrive in file order, spread evenly over twelve periods from the year's start.
+        starts = pd.Series(pd.date_range(datetime(year, 1, 1), periods=12, freq=_FREQ[period]))
+        index = np.arange(len(raw)) * 12 // max(len(raw), 1)
+        labels = pd.Series(period_labels(starts, period).to_numpy()[index], index=raw.index)
     else:
-        typed = raw.copy()
-        et = use_case.event_time
-        if et.kind == "day_of_year_hour":
-            for col in (et.day_column, et.hour_column):
-                typed[col] = pd.to_numeric(typed[col], errors="coerce")
-        months = derive_event_time(typed, use_case, arrival=datetime(year, 1, 1)).dt.strftime("%Y-%m")
-    return {month: raw[months == month] for month in sorted(set(months))}
+        labels = period_labels(raw_event_times(raw, use_case, year=year), period)
+        labels = labels.fillna(labels.dropna().min() if labels.notna().any() else "")
+    return {label: raw[labels == label] for label in sorted(set(labels))}
+
+
+_FREQ = {"day": "D", "week": "W-MON", "month": "MS", "quarter": "QS", "year": "YS"}
+
+
+def raw_event_times(raw: pd.DataFrame, use_case: UseCase, *, year: int = 2011) -> pd.Series:
+    """Event times of raw rows (strings), as ingestion will derive them; NaT where it cannot."""
+    typed = raw.copy()
+    et = use_case.event_time
+    columns = [et.day_column, et.hour_column] if et.kind == "day_of_year_hour" else []
+    if et.kind == "column" and use_case.schema_.columns[et.column].type in ("int", "float", "bool"):
+        columns = [et.column]
+    for col in columns:
+        typed[col] = pd.to_numeric(typed[col], errors="coerce")
+    return derive_event_time(typed, use_case, arrival=datetime(year, 1, 1))
 
 
 def bootstrap_months(drops: dict[str, pd.DataFrame], use_case: UseCase) -> list[str]:
-    """The months that bootstrap the first model (before ``demo.bootstrap_until``)."""
+    """The drops that bootstrap the first model (those that begin before ``demo.bootstrap_until``).
+
+    Raises DemoDataError when the data set cannot carry the demo: no drop before it, none after
+    it, or bootstrap rows whose event times cannot make a train, a validation and a test window.
+    """
     if use_case.demo is None:
         raise ValueError(f"use case '{use_case.name}' has no 'demo' section")
-    return [m for m in drops if m < use_case.demo.bootstrap_until[:7]]
+    period, until = period_of(use_case), pd.Timestamp(use_case.demo.bootstrap_until)
+    first = [label for label in drops if pd.Timestamp(period_start(label, period)) < until]
+    later = [label for label in drops if label not in first]
+    span = f"{len(drops)} {period}s ({', '.join(list(drops)[:3])}{', ...' if len(drops) > 3 else ''})"
+    if not first or not later:
+        raise DemoDataError(
+            f"the demo needs {period}s before and after demo.bootstrap_until ({use_case.demo.bootstrap_until}) "
+            f"to bootstrap on and replay; the data holds {span}: move bootstrap_until, or set demo.period"
+        )
+    rows = pd.concat([drops[label] for label in first])
+    times = raw_event_times(rows, use_case) if use_case.event_time.kind != "arrival" else pd.Series(range(len(rows)))
+    split = use_case.training.split
+    try:
+        time_ordered_split(
+            pd.DataFrame({"t": times.dropna().to_numpy()}),
+            time_column="t",
+            validation_fraction=split.validation_fraction,
+            test_fraction=split.test_fraction,
+        )
+    except ValueError as err:
+        raise DemoDataError(
+            f"the bootstrap {period}s ({', '.join(first)}) hold {len(rows)} rows at {times.nunique()} distinct "
+            f"event times, too few for a time-aware train, validation and test window ({err}): move "
+            "demo.bootstrap_until later, or spread rows that share a time with event_time.step"
+        ) from None
+    return first
 
 
 def corrupt(frame: pd.DataFrame, use_case: UseCase, *, seed: int = 7) -> bytes:

@@ -29,6 +29,7 @@ from pipelines.batches import (
     merge_failures,
     read_batch,
     triage,
+    untimed_failures,
     with_event_time,
 )
 from pipelines.dedup import KeyIndex, duplicate_failures, key_hashes
@@ -65,29 +66,23 @@ def process_chunks(
     yielded: the caller takes those back. ``keys``: the keys already curated (with
     ``deduplication`` declared); the batch's own accepted keys are added as they come.
     """
+    seen: Counter[pd.Timestamp] = Counter()  # an event-time step counts on across chunks
     for i, parsed in enumerate(read_batch(source, use_case, chunk_rows=chunk_rows)):
         typed, type_failures = coerce_types(parsed.frame, use_case)
         # Data Docs render the first chunk's run (the whole batch, unless it is larger than a chunk).
         outcome = validator.validate(typed, use_case, docs=i == 0) if len(typed) else None
         failures = merge_failures(type_failures, outcome.failures if outcome else {})
-        if keys is not None and use_case.deduplication is not None and len(typed):
-            failures = merge_failures(failures, _duplicates(typed, failures, use_case, keys, arrival=arrival))
-        result = triage(parsed, typed, failures)
-        accepted = with_event_time(finalize_types(result.accepted, use_case), use_case, arrival=arrival)
-        yield Chunk(accepted, result.quarantined, outcome)
-
-
-def _duplicates(
-    typed: pd.DataFrame, failures: dict[int, list[str]], use_case: UseCase, keys: KeyIndex, *, arrival: datetime
-) -> dict[int, list[str]]:
-    """Rows that passed every other check but whose key is curated already, or came earlier in the batch."""
-    assert use_case.deduplication is not None
-    key = use_case.deduplication.key
-    candidates = ~typed[ROW_NUMBER].isin(failures).to_numpy()
-    framed = with_event_time(finalize_types(typed, use_case), use_case, arrival=arrival)
-    return duplicate_failures(
-        key_hashes(framed, key), typed[ROW_NUMBER].to_numpy(), keys, key=key, candidates=candidates
-    )
+        framed = with_event_time(finalize_types(typed, use_case), use_case, arrival=arrival, seen=seen)
+        failures = merge_failures(failures, untimed_failures(framed, failures, use_case))
+        if keys is not None and use_case.deduplication is not None and len(framed):
+            key = use_case.deduplication.key
+            candidates = ~framed[ROW_NUMBER].isin(failures).to_numpy()
+            duplicates = duplicate_failures(
+                key_hashes(framed, key), framed[ROW_NUMBER].to_numpy(), keys, key=key, candidates=candidates
+            )
+            failures = merge_failures(failures, duplicates)
+        result = triage(parsed, framed, failures)
+        yield Chunk(result.accepted, result.quarantined, outcome)
 
 
 def process_batch(

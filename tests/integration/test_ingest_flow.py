@@ -178,3 +178,83 @@ def test_nan_and_infinite_values_are_quarantined(state_dir: Path, bike_raw, tmp_
     assert reasons[1] == ["expect_column_values_to_not_be_null(temp)"]
     assert "type: hum='inf' is not finite" in reasons[2]
     assert "type: atemp='-Infinity' is not finite" in reasons[3]
+
+
+def test_rows_re_sent_in_other_bytes_are_quarantined_as_duplicates_pointing_at_their_batch(
+    state_dir: Path, bike_raw, tmp_path
+):
+    may = _month(bike_raw, "May")
+    first = tmp_path / "may.csv"
+    first.write_bytes(csv_bytes(may))
+    original = ingest_flow(source=str(first), use_case="bike_demand", state_dir=str(state_dir))
+    # the same rows again: a byte-order mark, CRLF line ends, the columns in another order, and
+    # the first of June appended; plus one row repeated inside the batch
+    june_first = _month(bike_raw, "June").head(24)
+    again = pd.concat([may[list(reversed(may.columns))], june_first[list(reversed(may.columns))]])
+    again = pd.concat([again, again.tail(1)])
+    resent = tmp_path / "may-again.csv"
+    resent.write_bytes(b"\xef\xbb\xbf" + csv_bytes(again).replace(b"\n", b"\r\n"))
+    result = ingest_flow(source=str(resent), use_case="bike_demand", state_dir=str(state_dir))
+    assert result["batch_id"] != original["batch_id"]  # other bytes: a new batch...
+    assert result["rows_received"] == len(may) + 24 + 1 == result["rows_accepted"] + result["rows_quarantined"]
+    assert result["rows_accepted"] == 24 and result["status"] == "partial"  # ...whose May is curated already
+    assert result["failure_counts"] == {"duplicate": len(may) + 1}
+    lake = DataLake(StateLayout(state_dir))
+    curated = lake.read_curated("bike_demand")
+    assert len(curated) == len(may) + 24 and curated.event_time.is_unique
+    reasons = [json.loads(r)[0] for r in lake.read_quarantine("bike_demand").reasons]
+    assert reasons.count(f"duplicate: its key (event_time) is curated already, in batch {original['batch_id']}") == len(
+        may
+    )
+    assert reasons.count(f"duplicate: its key (event_time) repeats row {len(may) + 24} of this batch") == 1
+
+
+def test_a_batch_read_in_small_chunks_ends_as_one_read_whole(state_dir: Path, bike_raw, tmp_path, bike, monkeypatch):
+    from pipelines.runtime import get_runtime
+
+    path = tmp_path / "july.csv"
+    path.write_bytes(corrupt(_month(bike_raw, "July"), bike))
+    whole = ingest_flow(source=str(path), use_case="bike_demand", state_dir=str(state_dir))
+    other = tmp_path / "chunked"
+    monkeypatch.setattr(get_runtime(str(other)).settings, "ingest_chunk_rows", 100)
+    chunked = ingest_flow(source=str(path), use_case="bike_demand", state_dir=str(other))
+    keep = ("rows_received", "rows_accepted", "rows_quarantined", "status", "failure_counts")
+    assert {k: chunked[k] for k in keep} == {k: whole[k] for k in keep}
+    one, many = DataLake(StateLayout(state_dir)), DataLake(StateLayout(other))
+    pd.testing.assert_frame_equal(many.read_curated("bike_demand"), one.read_curated("bike_demand"))
+    by_row = lambda q: q.sort_values("row_number")[["row_number", "raw", "reasons"]].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(
+        by_row(many.read_quarantine("bike_demand")), by_row(one.read_quarantine("bike_demand"))
+    )
+    assert len(list((StateLayout(other).curated / "bike_demand").glob("*/*-7.parquet"))) > 0  # eight chunks written
+
+
+def test_a_batch_that_breaks_part_way_leaves_nothing_curated(state_dir: Path, bike_raw, tmp_path, monkeypatch):
+    from pipelines.runtime import get_runtime
+
+    monkeypatch.setattr(get_runtime(str(state_dir)).settings, "ingest_chunk_rows", 100)
+    august = _month(bike_raw, "Aug")
+    data = csv_bytes(august)
+    path = tmp_path / "aug.csv"
+    path.write_bytes(data[:40_000] + b"\xff\xfe" + data[40_000:])  # bytes that are no UTF-8, rows in
+    result = ingest_flow(source=str(path), use_case="bike_demand", state_dir=str(state_dir))
+    assert result["status"] == "rejected" and "not UTF-8 text" in result["reason"]
+    assert result["rows_received"] == result["rows_quarantined"] == len(august) and result["rows_accepted"] == 0
+    layout = StateLayout(state_dir)
+    assert DataLake(layout).read_curated("bike_demand").empty  # the chunks before the break were taken back
+    assert not (layout.root / "staging" / "bike_demand").exists() or not any(
+        (layout.root / "staging" / "bike_demand").iterdir()
+    )
+
+
+def test_a_batch_with_no_row_accepted_is_rejected_saying_why(state_dir: Path, bike_raw, tmp_path):
+    month = _month(bike_raw, "Sept").copy()
+    month["temp"] = ""  # the column is empty in every row
+    path = tmp_path / "sept.csv"
+    path.write_bytes(csv_bytes(month))
+    result = ingest_flow(source=str(path), use_case="bike_demand", state_dir=str(state_dir))
+    assert result["status"] == "rejected" and result["rows_accepted"] == 0
+    assert (
+        result["reason"]
+        == f"no row accepted: all {len(month)} quarantined (expect_column_values_to_not_be_null(temp) x{len(month)})"
+    )

@@ -109,3 +109,24 @@ def test_event_time_from_day_of_year_and_hour(bike):
 def test_event_time_from_arrival(credit):
     times = derive_event_time(pd.DataFrame({"balance": [1.0, 2.0]}), credit, arrival=datetime(2011, 5, 1))
     assert list(times) == [pd.Timestamp("2011-05-01")] * 2
+
+
+def test_event_times_from_a_year_spread_weekly_in_file_order_across_chunks():
+    from collections import Counter
+
+    from tests.unit.test_usecase import _parse, _weekly
+
+    uc = _parse(_weekly(format="%Y", step="7D"))
+    first = pd.DataFrame({"Year": [2001.0, 2001.0, 2002.0]})
+    second = pd.DataFrame({"Year": [2001.0, None, 2002.0]})
+    seen: Counter = Counter()
+    times = [derive_event_time(f, uc, arrival=datetime(2020, 1, 1), seen=seen) for f in (first, second)]
+    assert list(times[0]) == [pd.Timestamp("2001-01-01"), pd.Timestamp("2001-01-08"), pd.Timestamp("2002-01-01")]
+    assert times[1].iloc[0] == pd.Timestamp("2001-01-15") and pd.isna(times[1].iloc[1])
+    assert times[1].iloc[2] == pd.Timestamp("2002-01-08")
+
+
+def test_an_event_time_that_cannot_be_derived_is_nat_never_an_error(bike):
+    frame = pd.DataFrame({"day": [1.0, 9e15, 367.0, None, 365.0], "hr": [0.0, 1.0, 1.0, 2.0, 24.0]})
+    times = derive_event_time(frame, bike, arrival=datetime(2011, 1, 1))
+    assert times.iloc[0] == pd.Timestamp("2011-01-01") and times.iloc[1:].isna().all()

@@ -9,6 +9,7 @@ import time
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipelines.batches import parse_csv
 from pipelines.demo import MonthRow, format_table, story
@@ -166,3 +167,46 @@ def test_quality_is_scored_on_the_labelled_part_of_a_window_with_its_count_and_s
     assert quality["labelled_rows"] == 4 and quality["labelled_share"] == 0.8
     assert quality["roc_auc"] == 1.0 and (quality["tp"], quality["fp"], quality["tn"]) == (2, 0, 2)
     assert live_quality(current_frame(rows[2:3], credit), credit) == {}  # nothing labelled: nothing to score
+
+
+@pytest.mark.parametrize(
+    ("period", "label", "start"),
+    [
+        ("day", "2011-07-07", "2011-07-07"),
+        ("week", "2011-07-04", "2011-07-04"),  # the Monday of the week of Thursday the 7th
+        ("month", "2011-07", "2011-07-01"),
+        ("quarter", "2011-Q3", "2011-07-01"),
+        ("year", "2011", "2011-01-01"),
+    ],
+)
+def test_a_drop_is_labelled_by_its_period_and_begins_when_the_period_does(period, label, start):
+    from pipelines.drops import period_labels, period_start
+
+    assert period_labels(pd.Series(pd.to_datetime(["2011-07-07 13:00"])), period).iloc[0] == label
+    assert period_start(label, period) == pd.Timestamp(start)
+
+
+def test_drops_follow_the_declared_period_and_the_table_names_it(bike):
+    quarterly = bike.model_copy(update={"demo": bike.demo.model_copy(update={"period": "quarter"})})
+    drops = split_into_drops(pd.read_csv(DATA / "Bikeshare.csv", dtype=str, keep_default_na=False), quarterly)
+    assert list(drops) == ["2011-Q1", "2011-Q2", "2011-Q3", "2011-Q4"]
+    assert sum(len(d) for d in drops.values()) == 8645
+    assert bootstrap_months(drops, quarterly) == ["2011-Q1"]  # bootstrap_until 2011-04-01
+    row = MonthRow("2011-Q2", 10, 10, 0, False, 0.1, "1", 1.0, 1.0, False)
+    assert format_table([row], "rmse", period="quarter").startswith("quarter ")
+
+
+def test_a_data_set_that_cannot_carry_the_demo_says_what_it_needs(bike):
+    from pipelines.drops import DemoDataError
+
+    raw = pd.read_csv(DATA / "Bikeshare.csv", dtype=str, keep_default_na=False)
+    late = bike.model_copy(update={"demo": bike.demo.model_copy(update={"bootstrap_until": "2010-01-01"})})
+    with pytest.raises(DemoDataError, match=r"needs months before and after demo.bootstrap_until \(2010-01-01\)"):
+        bootstrap_months(split_into_drops(raw, late), late)
+    # a year of rows at two distinct times: no train, validation and test windows in it
+    two_days = raw[raw.day.isin(["1", "2"]) & (raw.hr == "0")]
+    daily = bike.model_copy(
+        update={"demo": bike.demo.model_copy(update={"period": "day", "bootstrap_until": "2011-01-02"})}
+    )
+    with pytest.raises(DemoDataError, match=r"hold 1 rows at 1 distinct event times, too few .* event_time.step"):
+        bootstrap_months(split_into_drops(two_days, daily), daily)

@@ -109,3 +109,50 @@ def test_new_dataset_needs_only_a_yaml(tmp_path):
     uc = load_use_case("toy", usecases_dir=tmp_path)
     assert uc.numeric_features == ["x"] and uc.categorical_features == ["colour"]
     assert uc.resolve_source() == str(tmp_path / "data.csv")
+
+
+def _weekly(**event_time) -> dict:
+    """A weekly dataset in the shape of ISLR's `Weekly`: a year column, lags, a direction."""
+    return {
+        "name": "weekly",
+        "task": "classification",
+        "model_name": "weekly",
+        "source": {"uri": "weekly.csv"},
+        "schema": {
+            "columns": {
+                "Year": {"type": "int", "min": 1990, "max": 2010},
+                "Lag1": {"type": "float"},
+                "Stamp": {"type": "datetime", "nullable": True},
+                "Direction": {"type": "category", "categories": ["Down", "Up"]},
+            }
+        },
+        "target": "Direction",
+        "positive_class": "Up",
+        "features": ["Lag1"],
+        "event_time": {"kind": "column", "column": "Year", **event_time},
+        "metrics": ["roc_auc"],
+        "promotion": {"metric": "roc_auc", "margin": 0.01},
+        "validation": {"suite_name": "weekly"},
+        "training": {"candidates": {"logistic_regression": {"C": [1.0]}}},
+        "monitoring": {"drift_share": 0.5},
+    }
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_weekly(), "event_time.format is needed: 'Year' is a int column"),
+        (_weekly(format="%Y") | {"features": ["Lag1", "Stamp"]}, "features ['Stamp'] are datetime columns"),
+        (_weekly(format="%Y", step="-7D"), "is not a positive duration"),
+        (_weekly(format="%Y") | {"deduplication": {"key": ["Week"]}}, "deduplication.key ['Week'] are not in"),
+    ],
+)
+def test_what_the_loop_cannot_use_is_refused_at_load_naming_the_field(data, message):
+    with pytest.raises(UseCaseError) as err:
+        _parse(data)
+    assert message in str(err.value)
+
+
+def test_a_year_with_a_format_and_a_weekly_step_is_an_event_time():
+    uc = _parse(_weekly(format="%Y", step="7D") | {"deduplication": {"key": ["event_time"]}})
+    assert uc.event_time.format == "%Y" and uc.event_time.step == "7D" and uc.deduplication.key == ["event_time"]
