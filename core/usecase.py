@@ -443,6 +443,11 @@ class UseCase(_Strict):
         return METRIC_DIRECTION[self.promotion.metric] == "higher"
 
     @property
+    def unbounded_integers(self) -> list[str]:
+        """Integer columns without a declared min or max: any integer a float64 holds exactly passes."""
+        return [n for n, c in self.schema_.columns.items() if c.type == "int" and (c.min is None or c.max is None)]
+
+    @property
     def numeric_features(self) -> list[str]:
         return [f for f in self.features if self.schema_.columns[f].type in ("int", "float", "bool")]
 

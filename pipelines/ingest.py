@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 
 from core.usecase import UseCase
 from pipelines.batches import (
+    MAX_EXACT_INT,
     ROW_NUMBER,
     BatchRejected,
     RejectedRow,
@@ -145,6 +146,12 @@ def ingest_flow(
         logger.info("batch %s already ingested on %s: nothing to do", batch_id[:12], previous.ingested_at)
         return asdict(previous) | {"duplicate": True}
 
+    if uc.unbounded_integers:
+        logger.warning(
+            "integer columns %s declare no min or max: values up to ±%s pass; declare schema.columns.<name>.min/max",
+            uc.unbounded_integers,
+            f"{MAX_EXACT_INT:,}",
+        )
     now = datetime.now(UTC)
     at = now.isoformat(timespec="seconds")
     result = IngestResult(

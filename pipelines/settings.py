@@ -29,7 +29,7 @@ class PipelineSettings(CommonSettings):
     )
     ingest_interval_seconds: float = Field(default=60, gt=0, description="How often the inbox is scanned.")
     ingest_chunk_rows: int = Field(
-        default=20_000,
+        default=5_000,
         ge=100,
         description="Rows parsed, typed and validated at a time: memory follows the chunk, not the file.",
     )
