@@ -119,7 +119,41 @@ def test_sample_batch_writes_a_month_and_refuses_an_unknown_one(tmp_path):
         [MLOPS, "sample-batch", "2012-01", "--out", str(tmp_path / "x.csv")],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert out.returncode == 2 and "no month '2012-01'" in out.stderr and "2011-12" in out.stderr
+    assert out.returncode == 2 and "no drop '2012-01'" in out.stderr and "2011-12" in out.stderr
+
+
+@pytest.mark.slow
+def test_every_command_reads_the_use_case_and_its_folder_from_the_environment(tmp_path):
+    """MLOPS_USECASES_DIR and MLOPS_USE_CASE, as the serving settings read them, for sample-batch and validate."""
+    import yaml
+
+    folder = tmp_path / "usecases"
+    folder.mkdir()
+    credit = yaml.safe_load((ROOT / "usecases" / "credit_default.yaml").read_text())
+    credit.update(name="cards", source={"uri": str(ROOT / "data" / "Default.csv")})
+    (folder / "cards.yaml").write_text(yaml.safe_dump(credit))
+    env = {**os.environ, "MLOPS_USECASES_DIR": str(folder), "MLOPS_USE_CASE": "cards",
+           "MLOPS_STATE_DIR": str(tmp_path / "state"), "PREFECT_HOME": str(tmp_path / "state" / "prefect")}  # fmt: skip
+    batch = tmp_path / "march.csv"
+    out = subprocess.run([MLOPS, "sample-batch", "2011-03", "--out", str(batch)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert batch.read_text().splitlines()[0] == "default,student,balance,income"
+    out = subprocess.run([MLOPS, "validate", str(batch)], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert '"rows_accepted": 833' in out.stdout or '"rows_accepted": 834' in out.stdout
+
+
+@pytest.mark.slow
+def test_ingest_exits_non_zero_when_no_row_is_accepted(tmp_path):
+    import pandas as pd
+
+    batch = tmp_path / "no-temp.csv"
+    rows = pd.read_csv(ROOT / "data" / "Bikeshare.csv", dtype=str, keep_default_na=False).head(49)
+    rows.assign(temp="").to_csv(batch, index=False)  # the column is empty in every row
+    out = mlops("ingest", str(batch), state=tmp_path / "state")
+    assert out.returncode == 1 and "batch rejected: no row accepted: all 49 quarantined" in out.stderr
 
 
 @pytest.mark.slow
