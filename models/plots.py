@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from core.usecase import Task
+
+
+@dataclass(frozen=True)
+class ShapleySummary:
+    """Exact Shapley values of some test rows (rows x features), the rows' feature values, the base value."""
+
+    features: list[str]
+    values: np.ndarray
+    feature_values: dict[str, np.ndarray]
+    base_value: float
+
+
+def _shapley_figure(plt: Any, summary: ShapleySummary) -> Any:
+    """One row of dots per feature, most influential on top: each dot a test row's contribution,
+    coloured by the row's value of that feature (low blue, high red; grey for a category)."""
+    order = np.argsort(np.abs(summary.values).mean(axis=0))
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.5))
+    jitter = np.random.default_rng(0).uniform(-0.18, 0.18, len(summary.values))
+    for y, j in enumerate(order):
+        raw = summary.feature_values[summary.features[j]]
+        try:
+            numbers = raw.astype(float)
+            span = np.nanmax(numbers) - np.nanmin(numbers)
+            colour = plt.cm.coolwarm((numbers - np.nanmin(numbers)) / span if span > 0 else np.full(len(numbers), 0.5))
+        except (TypeError, ValueError):
+            colour = "grey"
+        ax.scatter(summary.values[:, j], y + jitter, c=colour, s=14, alpha=0.8)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_yticks(range(len(order)), [summary.features[j] for j in order])
+    ax.set(
+        xlabel=f"contribution to the prediction (base value {summary.base_value:.4g})",
+        title="Exact Shapley values on test rows",
+    )
+    return fig
 
 
 def save_plots(
@@ -18,11 +54,13 @@ def save_plots(
     importance: dict[str, float],
     threshold: float | None = None,
     uncalibrated: np.ndarray | None = None,
+    shapley: ShapleySummary | None = None,
 ) -> list[Path]:
     """Diagnostic plots of the test window; a classifier's confusion matrix at its decision threshold.
 
     ``uncalibrated``: a calibrated classifier's raw probabilities, drawn beside the calibrated ones
-    in the reliability plot.
+    in the reliability plot. ``shapley``: each feature's contributions to test rows' predictions
+    (models.explain), drawn one row of dots per feature.
     """
     import matplotlib
 
@@ -76,6 +114,9 @@ def save_plots(
         ConfusionMatrixDisplay.from_predictions(y_true, (y_score >= cut).astype(int), ax=ax)
         ax.set_title(f"Confusion matrix at threshold {cut:.3g}")
         _save(fig, "confusion_matrix.png")
+
+    if shapley is not None:
+        _save(_shapley_figure(plt, shapley), "shapley_summary.png")
 
     names = sorted(importance, key=importance.__getitem__)
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(names) + 1.2))

@@ -9,6 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
 
@@ -16,11 +17,11 @@ from core.layout import StateLayout
 from core.usecase import UseCase
 from models.card import card_html, card_markdown
 from models.compiler import compile_or_none
-from models.explain import BACKGROUND_ROWS
+from models.explain import BACKGROUND_ROWS, MAX_FEATURES, SUMMARY_BACKGROUND, SUMMARY_ROWS, global_explanation
 from models.fairness import GroupReport, assess, fairness_verdict, flat_metrics
 from models.frames import coerce_features, target_vector
 from models.metrics import bootstrap_intervals, evaluate, model_output
-from models.plots import save_plots
+from models.plots import ShapleySummary, save_plots
 from models.promotion import PromotionDecision, decide_promotion, gate_on_fairness
 from models.registry import CHALLENGER, CHAMPION, ChildRun, ModelRegistry, ModelVersionRef, TrainingRecord
 from models.selection import FeatureSetScore, as_markdown, compare_feature_sets
@@ -122,6 +123,19 @@ def training_record(
             )
             for s in feature_sets or []
         ],
+    )
+
+
+def shapley_summary(result: TrainingResult, use_case: UseCase, X_test: pd.DataFrame) -> ShapleySummary | None:
+    """Exact Shapley values of evenly spaced test rows against training background rows (models.explain);
+    none past the features an exact enumeration covers."""
+    if len(use_case.features) > MAX_FEATURES or X_test.empty:
+        return None
+    rows = X_test.iloc[np.unique(np.linspace(0, len(X_test) - 1, SUMMARY_ROWS).astype(int))]
+    background = result.reference[use_case.features].head(SUMMARY_BACKGROUND)
+    values, base = global_explanation(result.answering_model, rows, background, use_case)
+    return ShapleySummary(
+        list(use_case.features), values, {f: rows[f].to_numpy(dtype=object) for f in use_case.features}, base
     )
 
 
@@ -320,6 +334,7 @@ def train_flow(
             importance=result.feature_importance,
             threshold=result.decision.threshold if result.decision else None,
             uncalibrated=model_output(result.model, X_test, uc.task) if calibration_dict(result) else None,
+            shapley=shapley_summary(result, uc, X_test),
         )
         table = _write_table(Path(tmp), sets, uc) if sets else None
         record = training_record(

@@ -34,7 +34,7 @@ def test_first_model_is_champion_with_everything_logged(trained_state: Path):
     assert run.data.tags["split_train_end"] < run.data.tags["split_validation_start"]
     assert run.data.tags["split_validation_end"] < run.data.tags["split_test_start"]
     artifacts = {a.path for a in client.list_artifacts(mv.run_id, "plots")}
-    assert artifacts == {"plots/predicted_vs_actual.png", "plots/feature_importance.png"}
+    assert artifacts == {"plots/predicted_vs_actual.png", "plots/feature_importance.png", "plots/shapley_summary.png"}
     # the exploratory analysis of the data version it trained on, in the state directory and on the run
     version = run.data.tags["data_version"]
     assert {a.path for a in client.list_artifacts(mv.run_id, "eda")} == {f"eda/{version}.html", f"eda/{version}.json"}

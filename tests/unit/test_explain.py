@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -55,3 +57,44 @@ def test_a_random_nonlinear_model_over_many_features_adds_up():
     e = explain(model, record, background, features)
     assert e.base_value + sum(e.contributions.values()) == pytest.approx(e.prediction, abs=1e-9)
     assert e.prediction == pytest.approx(model([record])[0])
+
+
+def test_many_records_at_once_give_what_one_at_a_time_gives(credit):
+    """The global summary's batched enumeration (columns, several records per predict call) agrees with
+    the per-record explanation that /explain serves, on a real pipeline with a category."""
+    import pandas as pd
+
+    from models.explain import explain_columns, global_explanation
+    from models.frames import coerce_features, feature_frame, target_vector
+    from models.metrics import model_output
+    from models.training import make_pipeline
+    from tests.conftest import DATA
+
+    data = pd.read_csv(DATA / "Default.csv").head(2000)
+    X = coerce_features(data, credit)
+    model = make_pipeline(credit, "logistic_regression").fit(X, target_vector(data, credit))
+    rows, background = X.iloc[[5, 50, 500]], X.iloc[:8]
+    values, base = global_explanation(model, rows, background, credit)
+    predicted = model_output(model, rows, "classification")
+    np.testing.assert_allclose(base + values.sum(axis=1), predicted, atol=1e-9)
+    records = json.loads(rows.to_json(orient="records"))
+    one = [
+        explain(lambda r: model_output(model, feature_frame(r, credit), "classification"), rec,
+                json.loads(background.to_json(orient="records")), credit.features)
+        for rec in records
+    ]  # fmt: skip
+    np.testing.assert_allclose(values, [[e.contributions[f] for f in credit.features] for e in one], atol=1e-9)
+    # one predict call per record, or all at once: the same numbers
+    calls = []
+
+    def counted(columns):
+        calls.append(len(columns["balance"]))
+        frame = pd.DataFrame({f: columns[f] for f in credit.features}).astype({"balance": float, "income": float})
+        return model_output(model, frame, "classification")
+
+    as_columns = {f: rows[f].to_numpy(dtype=object) for f in credit.features}
+    bg = {f: background[f].to_numpy(dtype=object) for f in credit.features}
+    # one record (8 subsets x 8 rows) per call
+    again, _ = explain_columns(counted, as_columns, bg, credit.features, predict_rows=64)
+    assert calls == [64, 64, 64]
+    np.testing.assert_allclose(again, values, atol=1e-12)
