@@ -306,64 +306,67 @@ class ChampionInMemory:
         raise NotImplementedError
 
 
-@pytest.mark.parametrize("threshold", [0.05, 0.5])
-def test_a_classifier_labels_at_its_registered_threshold_and_says_which(credit, tmp_path, threshold):
+CREDIT_RECORDS = [{"student": "No", "balance": b, "income": 40000.0} for b in (300.0, 1200.0, 1500.0, 2200.0)]
+
+
+@pytest.fixture(scope="module")
+def credit_model(credit):
+    """A credit classifier fitted on the first 3,000 rows, and those rows."""
     import pandas as pd
 
-    from models.compiler import compile_model
     from models.frames import coerce_features, target_vector
     from models.training import make_pipeline
     from tests.conftest import DATA
-    from tests.support.model_files import registered_files
 
     data = pd.read_csv(DATA / "Default.csv").head(3000)
-    model = make_pipeline(credit, "logistic_regression").fit(coerce_features(data, credit), target_vector(data, credit))
-    files = registered_files(
-        model, compiled=compile_model(model, credit), decision={"threshold": threshold, "rule": "test"}
-    )
+    return make_pipeline(credit, "logistic_regression").fit(
+        coerce_features(data, credit), target_vector(data, credit)
+    ), data
+
+
+def _credit_client(tmp_path: Path, files: dict[str, bytes]) -> TestClient:
+    """The service for the credit use case, serving one in-memory version as its champion."""
     settings = ServingSettings(
         state_dir=tmp_path,
         use_case="credit_default",
         admin_token=TOKEN,
         prediction_log_url=f"sqlite:///{tmp_path}/l.db",
     )
-    records = [{"student": "No", "balance": b, "income": 40000.0} for b in (300.0, 1200.0, 1500.0, 2200.0)]
-    with TestClient(create_app(settings, model_source=ChampionInMemory(files))) as c:
-        body = c.post("/predict", json=records).json()
+    return TestClient(create_app(settings, model_source=ChampionInMemory(files)))
+
+
+@pytest.mark.parametrize("threshold", [0.05, 0.5])
+def test_a_classifier_labels_at_its_registered_threshold_and_says_which(credit, credit_model, tmp_path, threshold):
+    from models.compiler import compile_model
+    from tests.support.model_files import registered_files
+
+    model, _ = credit_model
+    files = registered_files(
+        model, compiled=compile_model(model, credit), decision={"threshold": threshold, "rule": "test"}
+    )
+    with _credit_client(tmp_path, files) as c:
+        body = c.post("/predict", json=CREDIT_RECORDS).json()
     assert body["threshold"] == threshold
     probabilities = [p["value"] for p in body["predictions"]]
     assert [p["label"] for p in body["predictions"]] == ["Yes" if v >= threshold else "No" for v in probabilities]
     assert any(0.05 <= v < 0.5 for v in probabilities)  # a record whose label the threshold decides
 
 
-def test_a_calibrated_classifier_answers_labels_and_explains_its_calibrated_probability(credit, tmp_path):
-    import pandas as pd
-
+def test_a_calibrated_classifier_answers_labels_and_explains_its_calibrated_probability(credit, credit_model, tmp_path):
     from models.calibration import Calibration
     from models.compiler import compile_model
-    from models.frames import coerce_features, feature_frame, target_vector
-    from models.training import make_pipeline
-    from tests.conftest import DATA
+    from models.frames import feature_frame
     from tests.support.model_files import registered_files
 
-    data = pd.read_csv(DATA / "Default.csv").head(3000)
-    X, y = coerce_features(data, credit), target_vector(data, credit)
-    model = make_pipeline(credit, "logistic_regression").fit(X, y)
+    model, data = credit_model
     calibration = Calibration("sigmoid", slope=0.8, intercept=1.2)  # raises every probability
     decision = {"threshold": 0.3, "rule": "test", "calibration": calibration.as_dict()}
     background = json.loads(data[credit.features].head(8).to_json(orient="records"))
     files = registered_files(model, compiled=compile_model(model, credit), decision=decision, background=background)
-    settings = ServingSettings(
-        state_dir=tmp_path,
-        use_case="credit_default",
-        admin_token=TOKEN,
-        prediction_log_url=f"sqlite:///{tmp_path}/l.db",
-    )
-    records = [{"student": "No", "balance": b, "income": 40000.0} for b in (300.0, 1200.0, 1500.0, 2200.0)]
-    raw = model.predict_proba(feature_frame(records, credit))[:, 1]
-    with TestClient(create_app(settings, model_source=ChampionInMemory(files))) as c:
-        body = c.post("/predict", json=records).json()
-        explained = c.post("/explain", json=records).json()
+    raw = model.predict_proba(feature_frame(CREDIT_RECORDS, credit))[:, 1]
+    with _credit_client(tmp_path, files) as c:
+        body = c.post("/predict", json=CREDIT_RECORDS).json()
+        explained = c.post("/explain", json=CREDIT_RECORDS).json()
     served = np.array([p["value"] for p in body["predictions"]])
     np.testing.assert_allclose(served, calibration.apply(raw), rtol=1e-9)
     assert np.all(served > raw)
