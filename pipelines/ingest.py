@@ -116,9 +116,9 @@ def quarantine_rows(rows: list[RejectedRow], *, batch_id: str, at: str) -> list[
 
 
 def failure_kind(reason: str) -> str:
-    """What the ledger counts a reason under: its kind for type, parse and duplicate failures (whose
+    """What the ledger counts a reason under: its kind for type, parse, event-time and duplicate failures (whose
     text names a value or a row), the whole text for an expectation."""
-    return reason.split(":")[0] if reason.startswith(("type", "malformed", "duplicate")) else reason
+    return reason.split(":")[0] if reason.startswith(("type", "malformed", "duplicate", "event_time")) else reason
 
 
 def _top(reasons: Counter[str], n: int = 3) -> str:
