@@ -12,7 +12,9 @@ Layout under the state directory::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import os
 import shutil
 import uuid
 from collections.abc import Iterable
@@ -198,15 +200,29 @@ class BatchWriter:
 
     def commit(self) -> None:
         curated, quarantine = self._layout.curated / self._use_case, self._layout.quarantine / self._use_case
-        for old in [*curated.glob(f"{EVENT_DATE}=*/{self._batch_id}*.parquet"),
-                    *quarantine.glob(f"{self._batch_id}*.parquet")]:  # fmt: skip
+        # Folder by folder, file by file: a batch of millions of rows stages many files, and a list
+        # of them all would cost memory that grows with the batch.
+        for old in itertools.chain(
+            curated.glob(f"{EVENT_DATE}=*/{self._batch_id}*.parquet"), quarantine.glob(f"{self._batch_id}*.parquet")
+        ):
             old.unlink()
-        for staged in sorted(self._staging.rglob("*.parquet")):
-            relative = staged.relative_to(self._staging)
-            target = (curated if relative.parts[0] == "curated" else quarantine) / Path(*relative.parts[1:])
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staged.replace(target)
+        folders = [*_folders(self._staging / "curated", curated), (self._staging / "quarantine", quarantine)]
+        for staged_dir, target_dir in folders:
+            if not staged_dir.is_dir():
+                continue
+            target_dir.mkdir(parents=True, exist_ok=True)
+            with os.scandir(staged_dir) as entries:
+                for entry in entries:
+                    Path(entry.path).replace(target_dir / entry.name)
         self.abort()
 
     def abort(self) -> None:
         shutil.rmtree(self._staging, ignore_errors=True)
+
+
+def _folders(staged: Path, target: Path) -> list[tuple[Path, Path]]:
+    """Each staged event-date folder and where it goes (a few hundred at most: one per date)."""
+    if not staged.is_dir():
+        return []
+    with os.scandir(staged) as entries:
+        return [(Path(e.path), target / e.name) for e in entries if e.is_dir()]
