@@ -102,6 +102,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[50, 500], help="Batch sizes in MB.")
     parser.add_argument("--no-record", action="store_true", help="Print, do not append to RESULTS.md.")
+    parser.add_argument(
+        "--case",
+        choices=["both", "shipped", "plain"],
+        default="both",
+        help="The shipped YAML, no de-duplication, or both.",
+    )
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="ingest-memory-") as tmp:
@@ -114,7 +120,10 @@ def main() -> None:
         for size in args.sizes:
             batch = work / f"batch-{size:g}mb.csv"
             data_rows = make_batch(batch, size)
-            for label, usecases in (("shipped YAML (re-sent rows quarantined)", None), ("no de-duplication", plain)):
+            cases = [("shipped YAML (re-sent rows quarantined)", None), ("no de-duplication", plain)]
+            for label, usecases in (
+                cases[1:] if args.case == "plain" else cases[:1] if args.case == "shipped" else cases
+            ):
                 log(f"{size:g} MB ({data_rows:,} rows), {label}")
                 measured = ingest(batch, state=work / f"state-{size:g}-{usecases is None}", usecases=usecases)
                 rows.append({"size_mb": size, "rows": data_rows, "case": label, **measured})
