@@ -121,7 +121,7 @@ def ingest(
     """Ingest one batch: land it immutably under its content hash, validate it with Great Expectations,
     write accepted rows to the curated Parquet dataset and rejected rows, with their reasons, to quarantine.
 
-    Re-ingesting the same file does nothing. Exits 1 when the whole batch was rejected.
+    Re-ingesting the same file does nothing. Exits 1 when the batch was rejected: unreadable, or no row accepted.
     """
     prepare_environment(state_dir)
     _require_pipelines()
@@ -175,7 +175,7 @@ def validate(
             for chunk in chunks:
                 accepted += len(chunk.accepted)
                 quarantined += len(chunk.quarantined)
-                shown += [{"row": r.row_number, "reasons": r.reasons} for r in chunk.quarantined][: show - len(shown)]
+                shown += [{"row": r.row_number, "reasons": r.reasons} for r in chunk.quarantined[: show - len(shown)]]
                 if docs is None and chunk.validation is not None and chunk.validation.docs_index:
                     docs = str(chunk.validation.docs_index)
     except BatchRejected as err:

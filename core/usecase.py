@@ -101,6 +101,11 @@ class EventTimeFromColumn(_Strict):
         default=None, description="Time between rows that share a value, in file order (a pandas offset: 7D, 1h)."
     )
 
+    @property
+    def source_columns(self) -> list[str]:
+        """The columns the event time is derived from."""
+        return [self.column]
+
     @field_validator("step")
     @classmethod
     def _a_duration(cls, value: str | None) -> str | None:
@@ -118,11 +123,19 @@ class EventTimeFromDayOfYear(_Strict):
     day_column: str
     hour_column: str
 
+    @property
+    def source_columns(self) -> list[str]:
+        return [self.day_column, self.hour_column]
+
 
 class EventTimeFromArrival(_Strict):
     """No time in the data: a row's event time is its batch's arrival time."""
 
     kind: Literal["arrival"]
+
+    @property
+    def source_columns(self) -> list[str]:
+        return []
 
 
 EventTime = Annotated[EventTimeFromColumn | EventTimeFromDayOfYear | EventTimeFromArrival, Field(discriminator="kind")]
@@ -414,10 +427,10 @@ class UseCase(_Strict):
             if self.positive_class not in spec.categories:
                 raise ValueError(f"positive_class must be one of {spec.categories}")
         et = self.event_time
-        needed = {"column": ["column"], "day_of_year_hour": ["day_column", "hour_column"], "arrival": []}[et.kind]
-        for attr in needed:
-            if getattr(et, attr) not in columns:
-                raise ValueError(f"event_time.{attr} '{getattr(et, attr)}' is not in schema.columns")
+        fields = {"column": ["column"], "day_of_year_hour": ["day_column", "hour_column"], "arrival": []}[et.kind]
+        for attr, column in zip(fields, et.source_columns, strict=True):
+            if column not in columns:
+                raise ValueError(f"event_time.{attr} '{column}' is not in schema.columns")
         numeric = isinstance(et, EventTimeFromColumn) and columns[et.column].type in ("int", "float", "bool")
         if numeric and et.format is None:
             raise ValueError(

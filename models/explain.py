@@ -14,6 +14,7 @@ past ``MAX_FEATURES`` it refuses rather than approximate silently.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,13 +105,23 @@ def _check(features: Sequence[str], background_rows: int) -> int:
 
 def _contributions(value: np.ndarray, n: int) -> np.ndarray:
     """Each feature's Shapley value from the value of every subset (``value[mask]``, bit i: feature i kept)."""
+    out = np.empty(n)
+    for i, (without, weights) in enumerate(_coalitions(n)):
+        out[i] = np.sum(weights * (value[without | 1 << i] - value[without]))
+    return out
+
+
+@functools.cache
+def _coalitions(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per feature i, the subsets without it and their Shapley weights: the same for every record of
+    a model, so worked out once per feature count, not per record."""
     subsets = 1 << n
     sizes = np.array([bin(mask).count("1") for mask in range(subsets)])
     weights = shapley_weights(n)
-    out = np.empty(n)
+    out = []
     for i in range(n):
         without = np.array([mask for mask in range(subsets) if not mask >> i & 1])
-        out[i] = float(np.sum(weights[sizes[without]] * (value[without | 1 << i] - value[without])))
+        out.append((without, weights[sizes[without]]))
     return out
 
 

@@ -81,8 +81,9 @@ def model_files(
     """How a model's MLflow directory is written (``mlflow.sklearn.save_model``/``log_model`` options).
 
     The model as a skops file, which is what the service loads (``models.serialization``), the
-    compiled model, listed in the sklearn flavor as ``extra_files/compiled_model.npz``, and a
-    classifier's decision threshold (``extra_files/decision.json``: the service labels with it).
+    compiled model, listed in the sklearn flavor as ``extra_files/compiled_model.npz``, a
+    classifier's decision threshold and calibration (``extra_files/decision.json``: the service
+    calibrates and labels with them), and the explanations' background rows.
     ``workdir`` holds those files until MLflow has copied them.
     """
     from skops.io import dumps, get_untrusted_types

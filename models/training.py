@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from core.usecase import EVENT_TIME_COLUMN, UseCase
 from models.algorithms import make_estimator
-from models.calibration import CalibrationChoice, choose_calibration, with_calibration
+from models.calibration import Calibration, CalibrationChoice, choose_calibration, with_calibration
 from models.features import build_preprocessor
 from models.frames import coerce_features, target_vector
 from models.metrics import SCORERS, evaluate, model_output
@@ -53,10 +53,14 @@ class TrainingResult:
     calibration: CalibrationChoice | None = None
 
     @property
+    def kept_calibration(self) -> Calibration | None:
+        """The calibration the version is registered with; None when its probabilities are served raw."""
+        return self.calibration.calibration if self.calibration else None
+
+    @property
     def answering_model(self) -> Any:
         """The model as the registered version answers: the pipeline, its probabilities calibrated if so chosen."""
-        kept = self.calibration.calibration if self.calibration else None
-        return with_calibration(self.model, kept)
+        return with_calibration(self.model, self.kept_calibration)
 
 
 def make_pipeline(use_case: UseCase, algorithm: str) -> Pipeline:
@@ -141,34 +145,31 @@ def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
     assert best is not None  # candidates is never empty (validated in the use case)
     _, algorithm, params, best_val_output = best
     calibration = decide_calibration(use_case, algorithm, params, X_train, y_train, y_val, best_val_output)
-    if calibration is not None and calibration.calibration is not None:
-        best_val_output = calibration.calibration.apply(best_val_output)
+    kept = calibration.calibration if calibration else None
+    if kept is not None:
+        best_val_output = kept.apply(best_val_output)
     decision = decide_threshold(use_case, y_val, best_val_output)
     train_val = pd.concat([split.train, split.validation])
     model = with_params(make_pipeline(use_case, algorithm), params)
     model.fit(coerce_features(train_val, use_case), target_vector(train_val, use_case))
 
     X_test, y_test = coerce_features(split.test, use_case), target_vector(split.test, use_case)
-    result = TrainingResult(
+    answering = with_calibration(model, kept)  # what the registered version will answer
+    threshold = decision.threshold if decision else DEFAULT_THRESHOLD
+    test_output = model_output(answering, X_test, use_case.task)
+    return TrainingResult(
         model=model,
         algorithm=algorithm,
         params=params,
         candidates=candidates,
-        test_metrics={},
+        test_metrics=evaluate(use_case.task, y_test, test_output, threshold=threshold),
         split=split,
-        reference=pd.DataFrame(),
+        reference=build_reference(answering, train_val, use_case),
         # On the pipeline's own output: calibration is monotone, so it moves no row past another.
         feature_importance=_importance(model, X_test, y_test, use_case),
         decision=decision,
         calibration=calibration,
     )
-    answering = result.answering_model
-    threshold = decision.threshold if decision else DEFAULT_THRESHOLD
-    result.test_metrics = evaluate(
-        use_case.task, y_test, model_output(answering, X_test, use_case.task), threshold=threshold
-    )
-    result.reference = build_reference(answering, train_val, use_case)
-    return result
 
 
 def with_params(pipeline: Pipeline, params: dict[str, Any]) -> Pipeline:

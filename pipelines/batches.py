@@ -60,9 +60,11 @@ class ParsedBatch:
         return len(self.frame) + len(self.malformed)
 
 
-def count_data_lines(data: bytes | BinaryIO) -> int:
+BLOCK_BYTES = 1 << 20
+
+
+def count_data_lines(stream: BinaryIO) -> int:
     """Rows a broken file claims to hold: its non-blank lines after the header, read in blocks."""
-    stream = io.BytesIO(data) if isinstance(data, bytes) else data
     lines, pending = 0, b""
     try:
         while block := stream.read(BLOCK_BYTES):
@@ -74,7 +76,6 @@ def count_data_lines(data: bytes | BinaryIO) -> int:
     return max(lines - 1, 0)
 
 
-BLOCK_BYTES = 1 << 20
 # Compressed files, recognised by their first bytes whatever their name (a `.csv.gz`, a `.csv` that is one).
 COMPRESSIONS: tuple[tuple[bytes, str], ...] = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"PK\x03\x04", "zip"))
 # Byte-order marks and the codec that reads past them. UTF-32 first: its little-endian mark starts with UTF-16's.
@@ -254,11 +255,8 @@ def _rows_claimed(raw: BinaryIO, start: int, read: int) -> int:
 
 def parse_csv(data: bytes, use_case: UseCase) -> ParsedBatch:
     """A whole CSV batch in memory (small batches, tests): ``read_batch`` in one chunk."""
-    chunks = list(read_batch(data, use_case, chunk_rows=sys.maxsize))
-    if len(chunks) == 1:
-        return chunks[0]
-    frame = pd.concat([c.frame for c in chunks], ignore_index=True)
-    return ParsedBatch(frame=frame, malformed=[r for c in chunks for r in c.malformed])
+    (whole,) = read_batch(data, use_case, chunk_rows=sys.maxsize)
+    return whole
 
 
 def _delimiter_hint(header: list[str], delimiter: str, expected: list[str]) -> str:
@@ -408,13 +406,10 @@ def with_event_time(
 def untimed_failures(framed: pd.DataFrame, failures: dict[int, list[str]], use_case: UseCase) -> dict[int, list[str]]:
     """Rows that passed every other check but whose event time cannot be derived, with the values it
     would come from."""
-    et = use_case.event_time
-    sources = {"column": [getattr(et, "column", "")], "day_of_year_hour": [getattr(et, "day_column", ""),
-               getattr(et, "hour_column", "")], "arrival": []}[et.kind]  # fmt: skip
     missing = framed[EVENT_TIME_COLUMN].isna() & ~framed[ROW_NUMBER].isin(failures)
     out: dict[int, list[str]] = {}
     for _, row in framed[missing].iterrows():
-        values = ", ".join(f"{c}={_shown(str(row[c]))}" for c in sources)
+        values = ", ".join(f"{c}={_shown(str(row[c]))}" for c in use_case.event_time.source_columns)
         out[int(row[ROW_NUMBER])] = [f"event_time: cannot be derived from {values}"]
     return out
 

@@ -58,6 +58,9 @@ def period_start(label: str, period: str) -> datetime:
     return datetime(int(label), 1, 1)
 
 
+_FREQ = {"day": "D", "week": "W-MON", "month": "MS", "quarter": "QS", "year": "YS"}
+
+
 def split_into_drops(raw: pd.DataFrame, use_case: UseCase, *, year: int = 2011) -> dict[str, pd.DataFrame]:
     """Raw rows (strings, as in the file) grouped into one drop per period (``demo.period``), in time order.
 
@@ -70,24 +73,10 @@ def split_into_drops(raw: pd.DataFrame, use_case: UseCase, *, year: int = 2011) 
         index = np.arange(len(raw)) * 12 // max(len(raw), 1)
         labels = pd.Series(period_labels(starts, period).to_numpy()[index], index=raw.index)
     else:
-        labels = period_labels(raw_event_times(raw, use_case, year=year), period)
+        # derive_event_time reads the raw strings as ingestion's typed values (numbers, dates) would be read
+        labels = period_labels(derive_event_time(raw, use_case, arrival=datetime(year, 1, 1)), period)
         labels = labels.fillna(labels.dropna().min() if labels.notna().any() else "")
     return {label: raw[labels == label] for label in sorted(set(labels))}
-
-
-_FREQ = {"day": "D", "week": "W-MON", "month": "MS", "quarter": "QS", "year": "YS"}
-
-
-def raw_event_times(raw: pd.DataFrame, use_case: UseCase, *, year: int = 2011) -> pd.Series:
-    """Event times of raw rows (strings), as ingestion will derive them; NaT where it cannot."""
-    typed = raw.copy()
-    et = use_case.event_time
-    columns = [et.day_column, et.hour_column] if et.kind == "day_of_year_hour" else []
-    if et.kind == "column" and use_case.schema_.columns[et.column].type in ("int", "float", "bool"):
-        columns = [et.column]
-    for col in columns:
-        typed[col] = pd.to_numeric(typed[col], errors="coerce")
-    return derive_event_time(typed, use_case, arrival=datetime(year, 1, 1))
 
 
 def bootstrap_months(drops: dict[str, pd.DataFrame], use_case: UseCase) -> list[str]:
@@ -108,7 +97,10 @@ def bootstrap_months(drops: dict[str, pd.DataFrame], use_case: UseCase) -> list[
             f"to bootstrap on and replay; the data holds {span}: move bootstrap_until, or set demo.period"
         )
     rows = pd.concat([drops[label] for label in first])
-    times = raw_event_times(rows, use_case) if use_case.event_time.kind != "arrival" else pd.Series(range(len(rows)))
+    if use_case.event_time.kind == "arrival":  # every row of a drop arrives when its period begins
+        times = pd.Series([period_start(label, period) for label in first for _ in range(len(drops[label]))])
+    else:
+        times = derive_event_time(rows, use_case, arrival=datetime(2011, 1, 1))
     split = use_case.training.split
     try:
         time_ordered_split(

@@ -154,14 +154,14 @@ def ingest_flow(
         )
     now = datetime.now(UTC)
     at = now.isoformat(timespec="seconds")
-    result = IngestResult(
-        use_case=uc.name, batch_id=batch_id, source=source, raw_path=str(raw_path), rows_received=0,
-        rows_accepted=0, rows_quarantined=0, status="accepted", ingested_at=at,
-    )  # fmt: skip
+    batch = {"use_case": uc.name, "batch_id": batch_id, "source": source, "raw_path": str(raw_path), "ingested_at": at}
+    accepted = quarantined = 0
     reasons: Counter[str] = Counter()
-    writer = rt.lake.batch_writer(uc.name, batch_id)
+    docs: str | None = None
     try:
-        with raw_path.open("rb") as stream:
+        # The writer commits the batch's chunks together when the block ends, and takes them back
+        # when it ends on an error: a batch that breaks part-way is rejected whole.
+        with rt.lake.batch_writer(uc.name, batch_id) as writer, raw_path.open("rb") as stream:
             chunks = process_chunks(
                 stream,
                 uc,
@@ -172,54 +172,51 @@ def ingest_flow(
             )
             for chunk in chunks:
                 writer.write(chunk.accepted, quarantine_rows(chunk.quarantined, batch_id=batch_id, at=at))
-                result.rows_accepted += len(chunk.accepted)
-                result.rows_quarantined += len(chunk.quarantined)
+                accepted, quarantined = accepted + len(chunk.accepted), quarantined + len(chunk.quarantined)
                 reasons.update(failure_kind(r) for row in chunk.quarantined for r in row.reasons)
-                if chunk.validation is not None and chunk.validation.docs_index and result.data_docs is None:
-                    result.data_docs = str(chunk.validation.docs_index)
+                if docs is None and chunk.validation is not None and chunk.validation.docs_index:
+                    docs = str(chunk.validation.docs_index)
     except BatchRejected as err:
-        writer.abort()  # chunks written before the break are taken back: the batch is rejected whole
-        return _rejected(rt.lake, result, err, at=at, logger=logger)
-    except BaseException:
-        writer.abort()
-        raise
-    writer.commit()
-    result.rows_received = result.rows_accepted + result.rows_quarantined
-    result.failure_counts = dict(reasons)
-    if result.rows_quarantined:
-        result.status = "partial" if result.rows_accepted else "rejected"
-    if not result.rows_accepted:
+        return _rejected(rt.lake, batch, err, logger=logger)
+    result = IngestResult(
+        **batch,
+        rows_received=accepted + quarantined,
+        rows_accepted=accepted,
+        rows_quarantined=quarantined,
+        status="accepted" if not quarantined else "partial" if accepted else "rejected",
         # Every row quarantined: the batch gave nothing, whatever the cause, and says so.
-        result.reason = f"no row accepted: all {result.rows_quarantined} quarantined ({_top(reasons)})"
+        reason=None if accepted else f"no row accepted: all {quarantined} quarantined ({_top(reasons)})",
+        failure_counts=dict(reasons),
+        data_docs=docs,
+    )
+    if result.reason:
         logger.error("batch %s: %s", batch_id[:12], result.reason)
-    rt.lake.record(IngestResult(**asdict(result)))  # re-checks the row invariant
+    rt.lake.record(result)
     logger.info(
-        "batch %s: %d received, %d accepted, %d quarantined",
-        batch_id[:12],
-        result.rows_received,
-        result.rows_accepted,
-        result.rows_quarantined,
+        "batch %s: %d received, %d accepted, %d quarantined", batch_id[:12], result.rows_received, accepted, quarantined
     )
     return asdict(result)
 
 
-def _rejected(lake: DataLake, result: IngestResult, err: BatchRejected, *, at: str, logger: Any) -> dict[str, Any]:
+def _rejected(lake: DataLake, batch: dict[str, str], err: BatchRejected, *, logger: Any) -> dict[str, Any]:
     """The whole batch in quarantine: one entry pointing at the raw file, and the rows it holds."""
-    rows = [RejectedRow(0, {"file": result.raw_path}, [f"batch rejected: {err.reason}"])]
-    with lake.batch_writer(result.use_case, result.batch_id) as writer:
-        writer.write(pd.DataFrame(), quarantine_rows(rows, batch_id=result.batch_id, at=at))
-    rejected = IngestResult(
-        **(asdict(result) | {
-            "rows_received": err.rows_received, "rows_accepted": 0, "rows_quarantined": err.rows_received,
-            "status": "rejected", "reason": err.reason, "failure_counts": {}, "data_docs": None,
-        })
-    )  # fmt: skip
-    lake.record(rejected)
+    rows = [RejectedRow(0, {"file": batch["raw_path"]}, [f"batch rejected: {err.reason}"])]
+    with lake.batch_writer(batch["use_case"], batch["batch_id"]) as writer:
+        writer.write(pd.DataFrame(), quarantine_rows(rows, batch_id=batch["batch_id"], at=batch["ingested_at"]))
+    result = IngestResult(
+        **batch,
+        rows_received=err.rows_received,
+        rows_accepted=0,
+        rows_quarantined=err.rows_received,
+        status="rejected",
+        reason=err.reason,
+    )
+    lake.record(result)
     logger.error(
         "batch %s rejected whole: %s (%d rows kept in quarantine with the raw file %s)",
-        result.batch_id[:12],
+        batch["batch_id"][:12],
         err.reason,
         err.rows_received,
-        result.raw_path,
+        batch["raw_path"],
     )
-    return asdict(rejected)
+    return asdict(result)

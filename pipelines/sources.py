@@ -33,8 +33,3 @@ def iter_source(uri: str, *, limit: int = MAX_BATCH_BYTES) -> Iterator[bytes]:
         raise SourceError(f"batch not found: {uri}") from None
     except Exception as err:  # fsspec backends raise their own types
         raise SourceError(f"could not read batch {uri}: {type(err).__name__}: {err}") from err
-
-
-def read_source(uri: str, *, limit: int = MAX_BATCH_BYTES) -> bytes:
-    """The whole batch in memory (small files; ingestion itself streams with ``iter_source``)."""
-    return b"".join(iter_source(uri, limit=limit))

@@ -78,7 +78,7 @@ def training_record(
     if decision.champion_score is not None:
         metrics["champion_test_score"] = decision.champion_score
     metrics.update(flat_metrics(fairness or []))
-    threshold = result.decision
+    threshold, kept = result.decision, result.kept_calibration
     if threshold is not None:
         metrics.update({"val_precision_at_threshold": threshold.precision, "val_recall_at_threshold": threshold.recall})
     if result.calibration is not None:
@@ -92,7 +92,7 @@ def training_record(
         "promotion_reason": decision.reason,
         **{f"split_{k}": str(v) for k, v in split.items()},
         **({"decision_threshold": f"{threshold.threshold:.6g}", "decision_rule": threshold.rule} if threshold else {}),
-        **({"calibration": result.calibration.as_dict()["method"]} if result.calibration else {}),
+        **({"calibration": kept.method if kept else "none"} if result.calibration else {}),
     }
     example = coerce_features(result.split.test.head(3), use_case)
     return TrainingRecord(
@@ -113,7 +113,11 @@ def training_record(
         },
         decision=None
         if threshold is None
-        else {"threshold": threshold.threshold, "rule": threshold.rule, "calibration": calibration_dict(result)},
+        else {
+            "threshold": threshold.threshold,
+            "rule": threshold.rule,
+            "calibration": kept.as_dict() if kept else None,
+        },
         background=background_records(result.reference, use_case),
         child_runs=[
             ChildRun(
@@ -139,12 +143,6 @@ def shapley_summary(result: TrainingResult, use_case: UseCase, X_test: pd.DataFr
     )
 
 
-def calibration_dict(result: TrainingResult) -> dict[str, Any] | None:
-    """The kept calibration in its registered form; None when the probabilities are served raw."""
-    kept = result.calibration.calibration if result.calibration else None
-    return None if kept is None else kept.as_dict()
-
-
 def background_records(reference: pd.DataFrame, use_case: UseCase) -> list[dict[str, Any]]:
     """The first training rows of the reference sample, as the records the service receives."""
     rows = reference[use_case.features].head(BACKGROUND_ROWS)
@@ -155,7 +153,7 @@ def calibration_summary(result: TrainingResult) -> dict[str, Any] | None:
     """What calibration tried and kept, in words and numbers (the card, the flow's answer)."""
     if result.calibration is None:
         return None
-    kept = result.calibration.calibration
+    kept = result.kept_calibration
     return result.calibration.as_dict() | {"map": kept.describe() if kept else "none"}
 
 
@@ -333,7 +331,7 @@ def train_flow(
             y_score=test_output,
             importance=result.feature_importance,
             threshold=result.decision.threshold if result.decision else None,
-            uncalibrated=model_output(result.model, X_test, uc.task) if calibration_dict(result) else None,
+            uncalibrated=model_output(result.model, X_test, uc.task) if result.kept_calibration else None,
             shapley=shapley_summary(result, uc, X_test),
         )
         table = _write_table(Path(tmp), sets, uc) if sets else None

@@ -378,14 +378,8 @@ def create_app(
             if (problem := label_problem(item.label, state.use_case)) is not None
         ]
         if invalid:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                {
-                    "message": f"labels that do not fit the target '{state.use_case.target}'; nothing was stored",
-                    "invalid": invalid[:100],
-                    "invalid_count": len(invalid),
-                },
-            )
+            target = state.use_case.target
+            raise _refused(422, f"labels that do not fit the target '{target}'; nothing was stored", "invalid", invalid)
         await state.writer.flush()  # predictions answered a moment ago may still be in the queue
         unknown = await asyncio.to_thread(state.log.unknown_ids, [label.id for label in body.labels])
         # Behind a gateway the prediction may have been answered by another replica, whose writer
@@ -395,19 +389,18 @@ def create_app(
             await asyncio.sleep(0.05)
             unknown = await asyncio.to_thread(state.log.unknown_ids, unknown)
         if unknown:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND,
-                {
-                    "message": "unknown prediction ids; nothing was stored",
-                    "unknown_ids": unknown[:100],
-                    "unknown_count": len(unknown),
-                },
-            )
+            raise _refused(404, "unknown prediction ids; nothing was stored", "unknown_ids", unknown)
         pairs = [(label.id, label.label) for label in body.labels]
         await asyncio.to_thread(state.log.add_feedback, pairs, ts=state.control.clock.now())
         return FeedbackResponse(accepted=len(body.labels))
 
     return app
+
+
+def _refused(code: int, message: str, key: str, items: list[Any]) -> HTTPException:
+    """A whole request refused for some of its items: the first 100 of them under ``key``, and their count
+    (``unknown_ids`` -> ``unknown_count``)."""
+    return HTTPException(code, {"message": message, key: items[:100], f"{key.removesuffix('_ids')}_count": len(items)})
 
 
 def _serving_snapshot(state: ServiceState, *, pin: str | None) -> Any:
