@@ -68,6 +68,9 @@ class TrainingRecord:
     decision: dict[str, Any] | None = None
     # Training rows as records, the background of the service's explanations (models.explain).
     background: list[dict[str, Any]] | None = None
+    # The signature's input as (name, MLflow type, required) (models.frames.signature_columns);
+    # None: inferred from the input example.
+    input_columns: list[tuple[str, str, bool]] | None = None
 
 
 def model_files(
@@ -160,6 +163,10 @@ class MlflowRegistry:
         experiment_id = self._experiment_id(record.experiment)
         example = record.input_example
         signature = infer_signature(example, record.model.predict(example))
+        if record.input_columns is not None:
+            from mlflow.types.schema import ColSpec, Schema
+
+            signature.inputs = Schema([ColSpec(kind, name, required) for name, kind, required in record.input_columns])
         with mlflow.start_run(experiment_id=experiment_id) as run, tempfile.TemporaryDirectory() as tmp:
             mlflow.log_params(record.params)
             mlflow.log_metrics(record.metrics)

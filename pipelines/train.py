@@ -19,7 +19,7 @@ from models.card import card_html, card_markdown
 from models.compiler import compile_or_none
 from models.explain import BACKGROUND_ROWS, MAX_FEATURES, SUMMARY_BACKGROUND, SUMMARY_ROWS, global_explanation
 from models.fairness import GroupReport, assess, fairness_verdict, flat_metrics
-from models.frames import coerce_features, target_vector
+from models.frames import coerce_features, example_frame, signature_columns, target_vector
 from models.metrics import bootstrap_intervals, evaluate, model_output
 from models.plots import ShapleySummary, save_plots
 from models.promotion import PromotionDecision, decide_promotion, gate_on_fairness
@@ -94,7 +94,7 @@ def training_record(
         **({"decision_threshold": f"{threshold.threshold:.6g}", "decision_rule": threshold.rule} if threshold else {}),
         **({"calibration": kept.method if kept else "none"} if result.calibration else {}),
     }
-    example = coerce_features(result.split.test.head(3), use_case)
+    example = example_frame(result.split.test.head(20), use_case).head(3)
     return TrainingRecord(
         experiment=use_case.name,
         model_name=use_case.model_name,
@@ -103,6 +103,7 @@ def training_record(
         metrics=metrics,
         tags=tags,
         input_example=example,
+        input_columns=signature_columns(use_case),
         reference=result.reference,
         artifacts=plots,
         pip_requirements=[f"{p}=={version(p)}" for p in MODEL_REQUIREMENTS],

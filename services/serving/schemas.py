@@ -4,17 +4,55 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import CoreSchema, core_schema
 from typing_extensions import TypedDict
 
 from core.usecase import ColumnSpec, UseCase
+
+
+def _whole(value: float) -> int:
+    if not value.is_integer():
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+class _WholeNumber:
+    """An integer field: a JSON integer, or a number with no fractional part (``21.0``).
+
+    JSON does not tell 21 from 21.0, and clients built on data frames or on the registered
+    model's input example send integers as floats. Strings and booleans stay wrong types. A
+    JSON integer matches the first branch without a Python call: the common case costs nothing.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.union_schema(
+            [
+                core_schema.int_schema(strict=True),
+                core_schema.no_info_after_validator_function(_whole, core_schema.float_schema(strict=True)),
+            ],
+            custom_error_type="whole_number",
+            custom_error_message="Input should be a whole number (21 or 21.0)",
+        )
 
 
 def _field_type(spec: ColumnSpec) -> Any:
     """One feature's type and constraints; a nullable feature also accepts null."""
     bounds = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
     if spec.type == "int":
-        annotation: Any = StrictInt
+        # JSON Schema's "integer" admits 21.0 too, so the documented type is exactly what is accepted.
+        limits = {k: int(v) for k, v in (("minimum", spec.min), ("maximum", spec.max)) if v is not None}
+        annotation: Any = Annotated[int, _WholeNumber, WithJsonSchema({"type": "integer", **limits})]
     elif spec.type == "bool":
         annotation = Literal[0, 1]
     elif spec.type == "float":

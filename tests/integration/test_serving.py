@@ -413,3 +413,25 @@ def test_a_version_registered_without_background_rows_cannot_be_explained(credit
     with TestClient(create_app(settings, model_source=ChampionInMemory(registered_files(model)))) as c:
         r = c.post("/explain", json={"student": "No", "balance": 1500.0, "income": 40000.0})
     assert r.status_code == 409 and "registered without background rows" in r.json()["detail"]
+
+
+def test_the_registered_signature_and_input_example_fit_the_service(client, trained_state):
+    """One input contract: what the registry publishes about the model is what the service accepts."""
+    import yaml
+
+    from models.registry import MlflowRegistry
+
+    registry = MlflowRegistry(tracking_uri=StateLayout(trained_state).tracking_uri)
+    mlmodel = yaml.safe_load(registry.model_file("bike-demand", "1", "MLmodel"))
+    declared = {c["name"]: c["type"] for c in json.loads(mlmodel["signature"]["inputs"])}
+    assert declared["hr"] == declared["weekday"] == "long" and declared["temp"] == "double"
+    assert declared["weathersit"] == "string"
+    example = json.loads(registry.model_file("bike-demand", "1", "serving_input_example.json"))["dataframe_split"]
+    records = [dict(zip(example["columns"], row, strict=True)) for row in example["data"]]
+    answered = client.post("/predict", json=records)
+    assert answered.status_code == 200, answered.text
+    # a client built on data frames sends integers as floats: the same answer
+    as_floats = [{k: float(v) if isinstance(v, int) else v for k, v in r.items()} for r in records]
+    again = client.post("/predict", json=as_floats)
+    assert again.status_code == 200
+    assert [p["value"] for p in again.json()["predictions"]] == [p["value"] for p in answered.json()["predictions"]]
