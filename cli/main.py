@@ -302,6 +302,8 @@ def serve(
         settings = ServingSettings()  # fail here, with a message, rather than inside the server
     except ValidationError as err:
         _fail("; ".join(e["msg"].removeprefix("Value error, ") for e in err.errors()))
+    except ValueError as err:  # a MLOPS_*_FILE secret that cannot be read
+        _fail(str(err))
     _wait_for_dependencies(
         tracking_uri=settings.resolved_tracking_uri,
         databases={

@@ -14,6 +14,16 @@ rollout_app = typer.Typer(
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="MLOPS_SERVING_URL", help="Base URL of the service.")]
 TokenOpt = Annotated[str, typer.Option("--token", envvar="MLOPS_ADMIN_TOKEN", help="Admin token.", show_default=False)]
+# Reading needs only the read-only token; the admin token does too (the first of the two that is set).
+ReadTokenOpt = Annotated[
+    str,
+    typer.Option(
+        "--token",
+        envvar=["MLOPS_ADMIN_TOKEN", "MLOPS_READ_TOKEN"],
+        help="Admin or read-only token.",
+        show_default=False,
+    ),
+]
 IdArg = Annotated[str | None, typer.Argument(help="Rollout id [default: the current rollout].")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TOKEN = "dev-admin-token"
@@ -78,7 +88,7 @@ def start(
 
 
 @rollout_app.command()
-def status(url: UrlOpt = DEFAULT_URL, token: TokenOpt = DEFAULT_TOKEN) -> None:
+def status(url: UrlOpt = DEFAULT_URL, token: ReadTokenOpt = DEFAULT_TOKEN) -> None:
     """What the service serves now: stable version, candidate, weight, phase, last analysis."""
     _echo(_call("GET", url, token, "/status"))
 
@@ -126,7 +136,7 @@ def rollback(url: UrlOpt = DEFAULT_URL, token: TokenOpt = DEFAULT_TOKEN) -> None
 def history(
     limit: Annotated[int, typer.Option(help="How many rollouts.")] = 20,
     url: UrlOpt = DEFAULT_URL,
-    token: TokenOpt = DEFAULT_TOKEN,
+    token: ReadTokenOpt = DEFAULT_TOKEN,
 ) -> None:
     """Past rollouts, newest first: strategy, versions, outcome and why."""
     for r in _call("GET", url, token, "/rollouts", params={"limit": limit}):
@@ -137,7 +147,7 @@ def history(
 
 
 @rollout_app.command()
-def why(rollout_id: IdArg = None, url: UrlOpt = DEFAULT_URL, token: TokenOpt = DEFAULT_TOKEN) -> None:
+def why(rollout_id: IdArg = None, url: UrlOpt = DEFAULT_URL, token: ReadTokenOpt = DEFAULT_TOKEN) -> None:
     """A plain-language account of why a rollout was promoted or rolled back, from its decision log."""
     rid = rollout_id or _call("GET", url, token, "/rollouts", params={"limit": 1})[0]["id"]
     _echo(_call("GET", url, token, f"/rollouts/{rid}/why"))

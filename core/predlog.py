@@ -162,6 +162,14 @@ class PredictionLog:
         with self._engine.begin() as conn:
             conn.execute(insert_ignoring_duplicates(self._engine, requests), rows)
 
+    def request_records(self, request_id: str) -> list[dict[str, Any]] | None:
+        """The records of a logged request, or None when no request has that id."""
+        with self._engine.connect() as conn:
+            features = conn.execute(
+                sa.select(requests.c.features).where(requests.c.request_id == request_id).limit(1)
+            ).scalar()
+        return _loads(features)
+
     def unknown_ids(self, ids: Iterable[str]) -> list[str]:
         wanted = list(dict.fromkeys(ids))
         parsed = {pid: split_prediction_id(pid) for pid in wanted}

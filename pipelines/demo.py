@@ -181,7 +181,10 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     month_names = [m for m in drops if m not in first_months][:months]
     service_log = layout.root / "logs" / "serving.log"
     challenger: str | None = None
-    with running_service(use_case=uc.name, state_dir=state_dir, log_path=service_log) as url:
+    # The demo's own service, on a loopback port for the length of the run: dev mode lets it take the
+    # public default token that the demo's flows send (a real deployment sets MLOPS_ADMIN_TOKEN).
+    dev = {"MLOPS_DEV_MODE": "true"}
+    with running_service(use_case=uc.name, state_dir=state_dir, log_path=service_log, env=dev) as url:
         rt.settings.serving_url = url
         with httpx.Client(base_url=url, timeout=60) as client:
             for month in month_names:

@@ -18,6 +18,8 @@ DATA = ROOT / "data"
 disable_telemetry()
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# Services the tests start accept their short test tokens; tests of production settings say dev_mode=False.
+os.environ.setdefault("MLOPS_DEV_MODE", "true")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import numpy as np
 import orjson
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
+from fastapi import FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import ValidationError
@@ -33,8 +33,9 @@ from core.telemetry import disable_telemetry
 from core.usecase import UseCase, load_use_case
 from models.records import label_problem
 from services.serving.admin import admin_router
+from services.serving.answers import BODY_ANSWERS, DATABASE_ANSWER
 from services.serving.control import Control
-from services.serving.dependencies import ServiceState, State, require_admin
+from services.serving.dependencies import ServiceState, State
 from services.serving.model_store import LoadedModel, ModelSource, model_source_for
 from services.serving.rollouts.clock import Clock, SystemClock
 from services.serving.rollouts.router import PIN_HEADER, Route, route
@@ -44,6 +45,7 @@ from services.serving.schemas import (
     Explanation,
     FeedbackRequest,
     FeedbackResponse,
+    LabelResult,
     PredictResponse,
     Readiness,
     record_model,
@@ -151,6 +153,38 @@ class BodySizeLimit:
         await self.app(scope, counted, send)
 
 
+BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+
+
+class JsonBodiesOnly:
+    """Answers 415 to a request whose body is not declared as JSON, before anything reads it.
+
+    Without it a ``text/plain`` or XML body would be parsed as JSON anyway (the record routes read
+    raw bytes), and a client that sends the wrong thing would learn it from a confusing 422.
+    A request without a body (``POST /admin/reload``) needs no Content-Type.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"].encode() not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
+        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if has_body and not (media_type == b"application/json" or media_type.endswith(b"+json")):
+            given = media_type.decode(errors="replace") or "none"
+            response = JSONResponse(
+                {"detail": f"the body must be JSON (Content-Type: application/json), not {given}"},
+                status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: ServingSettings | None = None,
     *,
@@ -207,7 +241,7 @@ def create_app(
         description=f"Serves `models:/{use_case.model_name}@champion` ({use_case.task}), with rollouts.",
         lifespan=lifespan,
     )
-    app.include_router(admin_router, prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
+    app.include_router(admin_router, prefix="/admin", tags=["admin"])
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -228,6 +262,8 @@ def create_app(
             headers={"Retry-After": "2"},
         )
 
+    # Added last, so it runs first: a body over the limit is refused before its type is looked at.
+    app.add_middleware(JsonBodiesOnly)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     @app.get("/health")
@@ -261,11 +297,22 @@ def create_app(
     body_schema = {"oneOf": [record_schema, {"type": "array", "items": record_schema}]}
     records_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
     record_errors: dict[int | str, dict[str, Any]] = {
+        **BODY_ANSWERS,
+        400: {"description": f"A malformed X-Request-ID or {PIN_HEADER} header."},
+        409: {"description": f"{PIN_HEADER}: candidate while no rollout runs."},
         422: {"description": "A field is missing, extra, out of range or of the wrong type."},
-        503: {"description": "No model loaded (for example, no champion yet)."},
+        503: {"description": "No model loaded (for example, no champion yet), or the database is unavailable."},
+    }
+    predict_errors: dict[int | str, dict[str, Any]] = {
+        **record_errors,
+        409: {
+            "description": f"{PIN_HEADER}: candidate while no rollout runs; or an X-Request-ID already used for "
+            "other records (a retry of the same records is answered again, and logged once)."
+        },
+        500: {"description": "The serving version failed on these records (the failure is logged)."},
     }
 
-    @app.post("/predict", response_model=PredictResponse, responses=record_errors, openapi_extra=records_body)
+    @app.post("/predict", response_model=PredictResponse, responses=predict_errors, openapi_extra=records_body)
     async def predict(
         request: Request,
         state: State,
@@ -281,6 +328,8 @@ def create_app(
         if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-Request-ID must be 1-96 chars of [A-Za-z0-9._:-]")
         records = _parse_records(state, await request.body())
+        if x_request_id is not None:
+            await _check_request_id(state, x_request_id, records)
         request_id = x_request_id or uuid.uuid4().hex
         rollout = snap.rollout if snap.candidate is not None else None
         routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None
@@ -358,49 +407,72 @@ def create_app(
             explanations=[Explanation(prediction=e.prediction, contributions=e.contributions) for e in found],
         )
 
-    @app.post(
-        "/feedback",
-        response_model=FeedbackResponse,
-        responses={
-            404: {"description": "Unknown prediction ids; nothing was stored."},
-            422: {"description": "Labels that do not fit the target (each id, value and why); nothing was stored."},
-            503: {"description": "The database is unavailable (a restart, say): retry after Retry-After."},
-        },
-    )
+    @app.post("/feedback", response_model=FeedbackResponse, responses={**BODY_ANSWERS, **DATABASE_ANSWER})
     async def feedback(body: FeedbackRequest, state: State) -> FeedbackResponse:
-        """Ground truth for earlier predictions. All-or-nothing: labels that do not fit the target
-        (a class spelled otherwise, a regression label that is not a finite number in range) or
-        unknown ids reject the whole request."""
-        # Checked before anything is stored: a label that fits no class would be scored as the negative one.
-        invalid = [
-            {"id": item.id, "label": item.label, "problem": problem}
-            for item in body.labels
-            if (problem := label_problem(item.label, state.use_case)) is not None
-        ]
-        if invalid:
-            target = state.use_case.target
-            raise _refused(422, f"labels that do not fit the target '{target}'; nothing was stored", "invalid", invalid)
-        await state.writer.flush()  # predictions answered a moment ago may still be in the queue
-        unknown = await asyncio.to_thread(state.log.unknown_ids, [label.id for label in body.labels])
-        # Behind a gateway the prediction may have been answered by another replica, whose writer
-        # can hold it for a moment (MLOPS_LOG_LINGER_MS): look again for a bounded time.
-        deadline = time.monotonic() + state.settings.feedback_wait_ms / 1000
-        while unknown and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-            unknown = await asyncio.to_thread(state.log.unknown_ids, unknown)
-        if unknown:
-            raise _refused(404, "unknown prediction ids; nothing was stored", "unknown_ids", unknown)
-        pairs = [(label.id, label.label) for label in body.labels]
-        await asyncio.to_thread(state.log.add_feedback, pairs, ts=state.control.clock.now())
-        return FeedbackResponse(accepted=len(body.labels))
+        """Ground truth for earlier predictions, answered per id: `stored`; `unknown` (no such
+        prediction); or `invalid` (a label that does not fit the target: a class spelled otherwise, a
+        regression label that is not a finite number in range; `problem` says why). The labels of
+        known ids that fit are stored whatever the others are, so a retry needs only the ones that
+        were not. Idempotent: an id sent again, in this request or a later one, keeps its last
+        label, recorded with the time it arrived."""
+        latest = {item.id: item.label for item in body.labels}  # a repeated id: its last label
+        problems = {pid: p for pid, label in latest.items() if (p := label_problem(label, state.use_case))}
+        fitting = [pid for pid in latest if pid not in problems]
+        unknown = set(await _unknown_ids(state, fitting))
+        stored = [(pid, latest[pid]) for pid in fitting if pid not in unknown]
+        if stored:
+            await asyncio.to_thread(state.log.add_feedback, stored, ts=state.control.clock.now())
+        return FeedbackResponse(
+            accepted=len(stored),
+            unknown=len(unknown),
+            invalid=len(problems),
+            results=[
+                LabelResult(id=pid, status="invalid", problem=problems[pid])
+                if pid in problems
+                else LabelResult(id=pid, status="unknown" if pid in unknown else "stored")
+                for pid in latest
+            ],
+        )
 
+    if settings.dev_mode:
+        logger.warning(
+            "MLOPS_DEV_MODE is on%s: fine for `make demo` and tests on a loopback address, never in production",
+            " and the admin token is the public default" if settings.uses_public_token else "",
+        )
     return app
 
 
-def _refused(code: int, message: str, key: str, items: list[Any]) -> HTTPException:
-    """A whole request refused for some of its items: the first 100 of them under ``key``, and their count
-    (``unknown_ids`` -> ``unknown_count``)."""
-    return HTTPException(code, {"message": message, key: items[:100], f"{key.removesuffix('_ids')}_count": len(items)})
+async def _unknown_ids(state: ServiceState, ids: list[str]) -> list[str]:
+    """The ids the prediction log does not hold, after a bounded wait for the ones still on their way."""
+    if not ids:
+        return []
+    await state.writer.flush()  # predictions answered a moment ago may still be in the queue
+    unknown = await asyncio.to_thread(state.log.unknown_ids, ids)
+    # Behind a gateway the prediction may have been answered by another replica, whose writer
+    # can hold it for a moment (MLOPS_LOG_LINGER_MS): look again for a bounded time.
+    deadline = time.monotonic() + state.settings.feedback_wait_ms / 1000
+    while unknown and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        unknown = await asyncio.to_thread(state.log.unknown_ids, unknown)
+    return unknown
+
+
+async def _check_request_id(state: ServiceState, request_id: str, records: list[dict[str, Any]]) -> None:
+    """A client-chosen X-Request-ID names one request for the life of the prediction log.
+
+    The same records again are a retry (a gateway's, a client's): answered again and logged once.
+    Other records under a used id are refused: logged under it, they would be lost (the log keeps
+    one answer per id), and labels sent for its prediction ids would join the wrong records.
+    """
+    earlier = state.writer.pending_records(request_id)
+    if earlier is None:
+        earlier = await asyncio.to_thread(state.log.request_records, request_id)
+    if earlier is not None and earlier != records:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"X-Request-ID '{request_id}' was used for other records: send a new id (a retry must send the "
+            "same records)",
+        )
 
 
 def _serving_snapshot(state: ServiceState, *, pin: str | None) -> Any:

@@ -318,11 +318,20 @@ class Control:
         return stored
 
     async def rollback(self, *, actor: str) -> dict[str, Any]:
-        """After a promotion: make the previous version stable again (one command)."""
-        _, previous, _ = await asyncio.to_thread(self.store.serving_state, self.model_name)
-        current = self.snapshot.stable.version if self.snapshot else None
-        if previous is None or current is None:
-            raise RolloutError("nothing to roll back to: no previous version is recorded")
+        """Undo the last promotion: make the previous version stable again (one command)."""
+        stable, previous, _ = await asyncio.to_thread(self.store.serving_state, self.model_name)
+        latest = await asyncio.to_thread(self.store.latest, self.model_name)
+        history = await asyncio.to_thread(self.store.events, latest.id) if latest else []
+        refusal = engine.rollback_refusal(
+            latest,
+            last_event=history[-1] if history else None,
+            stable=stable,
+            previous=previous,
+            changed_at=await asyncio.to_thread(self.store.stable_changed_at, self.model_name),
+        )
+        if refusal is not None:
+            raise RolloutError(refusal)
+        current = stable
         try:
             await self.cache.ensure(previous, retry_failed=True)
         except ModelUnavailable as err:
@@ -331,19 +340,10 @@ class Control:
             await asyncio.to_thread(self.store.set_stable, self.model_name, previous, now=self.clock.now())
         except ConflictError as err:
             raise RolloutError(str(err)) from None
-        latest = await asyncio.to_thread(self.store.latest, self.model_name)
         if latest is not None:
             await asyncio.to_thread(
                 self.store.append,
-                [
-                    Event(
-                        latest.id,
-                        self.clock.now(),
-                        "rollback",
-                        actor,
-                        f"rolled back after promotion: v{current} -> v{previous}",
-                    )
-                ],
+                [Event(latest.id, self.clock.now(), "rollback", actor, f"rolled back: v{current} -> v{previous}")],
             )
         await asyncio.to_thread(self.source.record_promotion, self.model_name, new=previous, old=current)
         await self.sync()

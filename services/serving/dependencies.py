@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request, status
+from fastapi import Depends, Request
 from pydantic import TypeAdapter
 
 from core.predlog import LoggedRequest, PredictionLog
@@ -97,10 +97,3 @@ async def get_state(request: Request) -> ServiceState:
 
 
 State = Annotated[ServiceState, Depends(get_state)]
-
-
-def require_admin(state: State, x_admin_token: Annotated[str | None, Header()] = None) -> None:
-    if x_admin_token is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-Admin-Token header")
-    if x_admin_token != state.settings.admin_token:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong admin token")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from core.predlog import LoggedRequest, PredictionLog
 
@@ -38,12 +39,19 @@ class AsyncPredictionLogWriter:
         self._max_retry_delay_s = max_retry_delay_s
         self._flush_now = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # The records of each request id queued and not yet written: what the store cannot tell yet.
+        self._pending: dict[str, Sequence[dict[str, Any]]] = {}
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="prediction-log-writer")
 
+    def pending_records(self, request_id: str) -> Sequence[dict[str, Any]] | None:
+        """The records of a request that is queued and not yet in the store, if there is one."""
+        return self._pending.get(request_id)
+
     async def submit(self, entries: Sequence[LoggedRequest]) -> None:
         for entry in entries:
+            self._pending[entry.request_id] = entry.features
             try:
                 self._queue.put_nowait(entry)
             except asyncio.QueueFull:
@@ -69,7 +77,9 @@ class AsyncPredictionLogWriter:
             try:
                 await self._write_with_retry(batch)
             finally:
-                for _ in batch:
+                for entry in batch:
+                    if self._pending.get(entry.request_id) is entry.features:
+                        del self._pending[entry.request_id]
                     self._queue.task_done()
 
     async def _write_with_retry(self, batch: list[LoggedRequest]) -> None:

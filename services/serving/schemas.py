@@ -135,8 +135,21 @@ class FeedbackRequest(BaseModel):
     labels: list[Label] = Field(min_length=1, max_length=100_000)
 
 
+class LabelResult(BaseModel):
+    id: str
+    status: Literal["stored", "unknown", "invalid"] = Field(
+        description="stored; unknown: no prediction has this id; invalid: the label does not fit the target."
+    )
+    problem: str | None = Field(default=None, description="Why an invalid label does not fit.")
+
+
 class FeedbackResponse(BaseModel):
-    accepted: int
+    accepted: int = Field(description="Labels stored.")
+    unknown: int = Field(default=0, description="Ids no prediction has: nothing stored for them.")
+    invalid: int = Field(default=0, description="Labels that do not fit the target: not stored.")
+    results: list[LabelResult] = Field(
+        default_factory=list, description="One answer per distinct id, in the order the ids first appear."
+    )
 
 
 class Explanation(BaseModel):

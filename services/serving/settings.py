@@ -16,8 +16,19 @@ class ServingSettings(CommonSettings):
     use_case: str = Field(default="bike_demand", description="Use case whose champion is served.")
     host: str = "127.0.0.1"
     port: int = 8000
-    admin_token: str = Field(default=DEFAULT_ADMIN_TOKEN, description="Token for /admin endpoints.")
-    dev_mode: bool = Field(default=True, description="Allow the default admin token (never in production).")
+    admin_token: str = Field(
+        default=DEFAULT_ADMIN_TOKEN, description="Token for every /admin call (or MLOPS_ADMIN_TOKEN_FILE)."
+    )
+    read_token: str | None = Field(
+        default=None,
+        description="Token for the read-only /admin calls: status, history, events, why, shadow "
+        "(or MLOPS_READ_TOKEN_FILE). Dashboards and on-call tools get this one, not the admin token.",
+    )
+    dev_mode: bool = Field(
+        default=False,
+        description="Accept the public default admin token and short tokens: for `make demo` and the tests, "
+        "on a loopback address; never in production.",
+    )
     max_records: int = Field(default=10_000, ge=1, description="Most records one /predict request may carry.")
     explain_max_records: int = Field(
         default=20,
@@ -89,12 +100,19 @@ class ServingSettings(CommonSettings):
 
     @model_validator(mode="after")
     def _no_default_secret_in_production(self) -> ServingSettings:
+        if self.read_token is not None and self.read_token == self.admin_token:
+            raise ValueError("MLOPS_READ_TOKEN must differ from MLOPS_ADMIN_TOKEN: a shared token grants both")
         if self.dev_mode:
             return self
-        if self.admin_token in PUBLIC_TOKENS or len(self.admin_token) < MIN_TOKEN_LENGTH:
-            raise ValueError(
-                f"MLOPS_ADMIN_TOKEN must be set to a secret of at least {MIN_TOKEN_LENGTH} characters "
-                "(not the default or the .env.example placeholder) when MLOPS_DEV_MODE is false; "
-                "for example: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
-            )
+        for variable, token in (("MLOPS_ADMIN_TOKEN", self.admin_token), ("MLOPS_READ_TOKEN", self.read_token)):
+            if token is not None and (token in PUBLIC_TOKENS or len(token) < MIN_TOKEN_LENGTH):
+                raise ValueError(
+                    f"{variable} must be set to a secret of at least {MIN_TOKEN_LENGTH} characters "
+                    "(not the default or the .env.example placeholder) when MLOPS_DEV_MODE is false; "
+                    "for example: python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+                )
         return self
+
+    @property
+    def uses_public_token(self) -> bool:
+        return self.admin_token in PUBLIC_TOKENS

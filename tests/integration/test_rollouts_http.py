@@ -108,6 +108,10 @@ def test_canary_splits_traffic_then_promotes_and_moves_the_aliases(api, clock, f
     assert back.status_code == 200 and back.json() == {"stable_version": "1", "previous_version": "2"}
     assert set(_predict(api, 5)) == {("1", "stable")}
     assert _aliases(fresh_registry)["champion"] == "1"
+    # ... and it is not toggled back by a second one
+    again = api.post("/admin/rollback", headers=ADMIN)
+    assert again.status_code == 409 and "already rolled back" in again.json()["detail"]
+    assert set(_predict(api, 3)) == {("1", "stable")}
 
 
 def test_abort_sends_all_traffic_back_at_once(api):
@@ -118,6 +122,10 @@ def test_abort_sends_all_traffic_back_at_once(api):
     assert set(_predict(api, 30)) == {("1", "stable")}
     events = api.get(f"/admin/rollouts/{rid}/events", headers=ADMIN).json()
     assert [e["kind"] for e in events] == ["started", "aborted"] and events[1]["actor"] == "tester"
+    # an aborted rollout promoted nothing: there is nothing to roll back, and nothing changes
+    back = api.post("/admin/rollback", headers=ADMIN)
+    assert back.status_code == 409 and "ended aborted" in back.json()["detail"], back.text
+    assert set(_predict(api, 3)) == {("1", "stable")}
 
 
 def test_pinning_and_sticky_ab_assignment(api):

@@ -117,19 +117,45 @@ def test_oversized_requests_are_refused(client):
 def test_feedback_is_stored_against_logged_predictions(client, tmp_path):
     client.post("/predict", json=[RECORD, RECORD], headers={"X-Request-ID": "fb"})
     r = client.post("/feedback", json={"labels": [{"id": "fb/0", "label": 120}, {"id": "fb/1", "label": 80.0}]})
-    assert r.status_code == 200 and r.json() == {"accepted": 2}
+    assert r.status_code == 200 and r.json()["accepted"] == 2
     log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
     rows = log.window(use_case="bike_demand", since=0, until=1e12)
     assert [(r.prediction_id, r.label, r.model_version) for r in rows] == [("fb/0", 120, "1"), ("fb/1", 80.0, "1")]
     assert rows[0].features == RECORD
 
 
-def test_feedback_for_unknown_ids_stores_nothing(client, tmp_path):
-    client.post("/predict", json=RECORD, headers={"X-Request-ID": "known"})
-    r = client.post("/feedback", json={"labels": [{"id": "known", "label": 1}, {"id": "ghost", "label": 2}]})
-    assert r.status_code == 404 and r.json()["detail"]["unknown_ids"] == ["ghost"]
+def test_feedback_is_answered_per_id_and_stores_what_it_can(client, tmp_path):
+    client.post("/predict", json=[RECORD, RECORD, RECORD], headers={"X-Request-ID": "mix"})
+    labels = [
+        {"id": "mix/0", "label": 120},
+        {"id": "ghost", "label": 2},
+        {"id": "mix/1", "label": "abc"},
+        {"id": "mix/2", "label": 7},
+        {"id": "mix/2", "label": 8},  # the same id twice in one request: the last label wins
+    ]
+    r = client.post("/feedback", json={"labels": labels})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["accepted"], body["unknown"], body["invalid"]) == (2, 1, 1)
+    assert [(x["id"], x["status"]) for x in body["results"]] == [
+        ("mix/0", "stored"),
+        ("ghost", "unknown"),
+        ("mix/1", "invalid"),
+        ("mix/2", "stored"),
+    ]
+    assert "not a finite number" in body["results"][2]["problem"]
     log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
-    assert log.window(use_case="bike_demand", since=0, until=1e12)[0].label is None
+    stored = {row.prediction_id: row.label for row in log.window(use_case="bike_demand", since=0, until=1e12)}
+    assert stored == {"mix/0": 120, "mix/1": None, "mix/2": 8}
+
+
+def test_feedback_is_idempotent_per_id_the_last_label_winning(client, tmp_path):
+    client.post("/predict", json=RECORD, headers={"X-Request-ID": "again"})
+    for label in (5, 5, 6):  # a retried request, then a correction
+        assert client.post("/feedback", json={"labels": [{"id": "again", "label": label}]}).json()["accepted"] == 1
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    (row,) = log.window(use_case="bike_demand", since=0, until=1e12)
+    assert row.label == 6
 
 
 @pytest.mark.parametrize(
@@ -141,21 +167,31 @@ def test_feedback_for_unknown_ids_stores_nothing(client, tmp_path):
         (12.5, "not a whole number"),  # bikers are counted
     ],
 )
-def test_a_label_that_does_not_fit_the_target_is_refused_naming_it_and_nothing_is_stored(
-    client, tmp_path, label, problem
-):
+def test_a_label_that_does_not_fit_the_target_is_refused_naming_it(client, tmp_path, label, problem):
     client.post("/predict", json=[RECORD, RECORD], headers={"X-Request-ID": "lbl"})
     r = client.post("/feedback", json={"labels": [{"id": "lbl/0", "label": 120}, {"id": "lbl/1", "label": label}]})
-    assert r.status_code == 422, r.text
-    detail = r.json()["detail"]
-    assert detail["invalid_count"] == 1 and "target 'bikers'" in detail["message"]
-    (invalid,) = detail["invalid"]
-    assert invalid["id"] == "lbl/1" and invalid["label"] == label and problem in invalid["problem"]
-    # nothing of the refused request was stored: its good label arrives only when sent again on its own
-    assert client.post("/feedback", json={"labels": [{"id": "lbl/0", "label": 120}]}).status_code == 200
+    assert r.status_code == 200, r.text
+    refused = r.json()["results"][1]
+    assert refused["id"] == "lbl/1" and refused["status"] == "invalid" and problem in refused["problem"]
     log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
     labels = {row.prediction_id: row.label for row in log.window(use_case="bike_demand", since=0, until=1e12)}
     assert labels["lbl/0"] == 120 and labels["lbl/1"] is None
+
+
+def test_a_retried_request_id_is_answered_again_and_logged_once_another_use_is_refused(client, tmp_path):
+    first = client.post("/predict", json=RECORD, headers={"X-Request-ID": "retry-me"})
+    retry = client.post("/predict", json=RECORD, headers={"X-Request-ID": "retry-me"})
+    assert first.status_code == retry.status_code == 200
+    assert retry.json()["predictions"] == first.json()["predictions"]
+    other = client.post("/predict", json={**RECORD, "hr": 3}, headers={"X-Request-ID": "retry-me"})
+    assert other.status_code == 409 and "used for other records" in other.json()["detail"]
+    client.post("/feedback", json={"labels": [{"id": "retry-me", "label": 1}]})  # flushes the log's writer
+    log = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}")
+    (row,) = log.window(use_case="bike_demand", since=0, until=1e12)
+    assert row.features == RECORD
+    # once written, the id is still taken
+    late = client.post("/predict", json={**RECORD, "hr": 4}, headers={"X-Request-ID": "retry-me"})
+    assert late.status_code == 409
 
 
 def test_feedback_waits_for_a_prediction_that_another_replica_is_still_writing(client, tmp_path):
@@ -173,7 +209,7 @@ def test_feedback_waits_for_a_prediction_that_another_replica_is_still_writing(c
     writer.start()
     r = client.post("/feedback", json={"labels": [{"id": "elsewhere", "label": 10.0}]})
     writer.join()
-    assert r.status_code == 200 and r.json() == {"accepted": 1}
+    assert r.status_code == 200 and r.json()["accepted"] == 1
 
 
 def test_admin_reload_needs_the_token(client):
@@ -181,6 +217,72 @@ def test_admin_reload_needs_the_token(client):
     assert client.post("/admin/reload", headers={"X-Admin-Token": "wrong"}).status_code == 403
     r = client.post("/admin/reload", headers={"X-Admin-Token": TOKEN})
     assert r.status_code == 200 and r.json()["model_version"] == "1"
+
+
+def test_the_token_is_checked_before_the_body_is_read(client):
+    """A caller without the token learns nothing of the body's rules, and costs no parsing."""
+    for body in (b"{not json", b'{"strategy": "nonsense"}'):
+        headers = {"content-type": "application/json"}
+        assert client.post("/admin/rollouts", content=body, headers=headers).status_code == 401
+        assert (
+            client.post("/admin/rollouts", content=body, headers={**headers, "X-Admin-Token": "x"}).status_code == 403
+        )
+        assert (
+            client.post("/admin/rollouts", content=body, headers={**headers, "X-Admin-Token": TOKEN}).status_code == 422
+        )
+
+
+def test_a_read_only_token_reads_and_changes_nothing(trained_state, tmp_path):
+    reader = "reader-token-0123456789"
+    settings = _settings(trained_state, prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}", read_token=reader)
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/admin/status", headers={"X-Admin-Token": reader}).json()["stable_version"] == "1"
+        assert c.get("/admin/rollouts", headers={"X-Admin-Token": reader}).status_code == 200
+        refused = c.post("/admin/reload", headers={"X-Admin-Token": reader})
+        assert refused.status_code == 403 and "read-only" in refused.json()["detail"]
+        assert c.get("/admin/status", headers={"X-Admin-Token": TOKEN}).status_code == 200
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_declared_json_gets_a_415(client, content_type):
+    body = json.dumps(RECORD).encode()
+    headers = {} if content_type is None else {"content-type": content_type}
+    for path in ("/predict", "/explain", "/feedback"):
+        r = client.post(path, content=body, headers=headers)
+        assert r.status_code == 415 and "must be JSON" in r.json()["detail"], (path, r.text)
+    assert (
+        client.post("/predict", content=body, headers={"content-type": "application/json; charset=utf-8"}).status_code
+        == 200
+    )
+
+
+def test_the_openapi_documents_every_answer_and_the_token_scheme(client):
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["AdminToken"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Admin-Token",
+        "description": "MLOPS_ADMIN_TOKEN for every admin call; MLOPS_READ_TOKEN for the read-only ones (GET).",
+    }
+    answers = lambda path, method: set(spec["paths"][path][method]["responses"])  # noqa: E731
+    assert answers("/predict", "post") >= {"200", "400", "409", "413", "415", "422", "500", "503"}
+    assert answers("/feedback", "post") >= {"200", "413", "415", "422", "503"}
+    assert answers("/admin/rollouts", "post") >= {"201", "401", "403", "409", "413", "415", "422"}
+    assert answers("/admin/rollback", "post") >= {"200", "401", "403", "409"}
+    assert spec["paths"]["/admin/status"]["get"]["security"] == [{"AdminToken": []}]
+
+
+def test_every_rollout_number_is_bounded(client):
+    admin = {"X-Admin-Token": TOKEN}
+    huge = {"strategy": "ab", "candidate_version": "2", "ab": {"min_samples_per_arm": 2**31}}
+    r = client.post("/admin/rollouts", json=huge, headers=admin)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "min_samples_per_arm"
+    r = client.post(
+        "/admin/rollouts",
+        json={"strategy": "shadow", "candidate_version": "2", "duration_seconds": 1e12},
+        headers=admin,
+    )
+    assert r.status_code == 422
 
 
 def test_no_champion_yet(tmp_path):

@@ -8,6 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Strategy = Literal["canary", "blue-green", "shadow", "ab"]
 STRATEGIES: tuple[Strategy, ...] = ("canary", "blue-green", "shadow", "ab")
+# Upper bounds on every number: a typo (2e31 samples, a bake of centuries) is refused with a 422
+# instead of being stored as a rollout that can never finish.
+HOUR, DAY = 3600.0, 86400.0
+WEEK = 7 * DAY
+MAX_SAMPLES = 1_000_000
 Metric = Literal["error_rate", "latency_p50", "latency_p99", "prediction_psi", "prediction_ks", "quality"]
 
 
@@ -17,7 +22,9 @@ class _Strict(BaseModel):
 
 class Step(_Strict):
     weight: float = Field(gt=0, le=1, description="Share of user traffic sent to the candidate.")
-    bake_seconds: float = Field(ge=0, description="How long the step runs (with passing analysis) before the next.")
+    bake_seconds: float = Field(
+        ge=0, le=WEEK, description="How long the step runs (with passing analysis) before the next."
+    )
 
 
 class Check(_Strict):
@@ -27,9 +34,9 @@ class Check(_Strict):
 
     metric: Metric
     comparison: Literal["absolute", "relative"] = "absolute"
-    threshold: float = Field(gt=0)
-    window_seconds: float = Field(default=60, gt=0)
-    min_samples: int = Field(default=30, ge=1)
+    threshold: float = Field(gt=0, le=1e6)
+    window_seconds: float = Field(default=60, gt=0, le=DAY)
+    min_samples: int = Field(default=30, ge=1, le=MAX_SAMPLES)
 
     @property
     def name(self) -> str:
@@ -49,10 +56,11 @@ DEFAULT_CHECKS: tuple[Check, ...] = (
 
 class ABTest(_Strict):
     split: float = Field(default=0.5, gt=0, lt=1, description="Share of routing keys assigned to the candidate.")
-    routing_header: str = "X-Routing-Key"
+    routing_header: str = Field(default="X-Routing-Key", pattern=r"^[A-Za-z0-9-]{1,64}$")
     min_samples_per_arm: int = Field(
         default=300,
         ge=10,
+        le=MAX_SAMPLES,
         description="Planned labelled outcomes per arm. The test runs once, when both arms reach it (no peeking).",
     )
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
@@ -61,23 +69,28 @@ class ABTest(_Strict):
 
 class RolloutConfig(_Strict):
     strategy: Strategy
-    candidate_version: str = Field(min_length=1)
-    stable_version: str | None = Field(default=None, description="Defaults to the current champion.")
+    candidate_version: str = Field(min_length=1, max_length=32)
+    stable_version: str | None = Field(default=None, max_length=32, description="Defaults to the current champion.")
     steps: list[Step] = Field(
         default_factory=lambda: [
             Step(weight=0.1, bake_seconds=60),
             Step(weight=0.5, bake_seconds=60),
             Step(weight=1.0, bake_seconds=0),
         ],
+        max_length=20,
         description="Canary steps; the last must reach weight 1.",
     )
-    checks: list[Check] = Field(default_factory=lambda: list(DEFAULT_CHECKS))
-    analysis_interval_seconds: float = Field(default=10, gt=0)
-    failure_limit: int = Field(default=2, ge=1, description="Failed analysis runs that trigger a rollback.")
+    checks: list[Check] = Field(default_factory=lambda: list(DEFAULT_CHECKS), max_length=20)
+    analysis_interval_seconds: float = Field(default=10, gt=0, le=HOUR)
+    failure_limit: int = Field(default=2, ge=1, le=100, description="Failed analysis runs that trigger a rollback.")
     mirror_share: float = Field(default=1.0, gt=0, le=1, description="Shadow and blue-green preview mirroring.")
-    duration_seconds: float = Field(default=120, gt=0, description="Shadow, preview and A/B observation time.")
-    max_duration_seconds: float = Field(default=3600, gt=0, description="Give up as 'inconclusive' after this.")
-    rollback_window_seconds: float = Field(default=300, ge=0, description="Blue-green: keep the old slot loaded.")
+    duration_seconds: float = Field(default=120, gt=0, le=WEEK, description="Shadow, preview and A/B observation time.")
+    max_duration_seconds: float = Field(
+        default=3600, gt=0, le=30 * DAY, description="Give up as 'inconclusive' after this."
+    )
+    rollback_window_seconds: float = Field(
+        default=300, ge=0, le=DAY, description="Blue-green: keep the old slot loaded."
+    )
     ab: ABTest = ABTest()
 
     @model_validator(mode="after")

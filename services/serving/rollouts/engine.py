@@ -143,6 +143,35 @@ def abort(r: Rollout, *, now: float, actor: str, reason: str = "aborted by opera
 
 
 # -- the controller's step ------------------------------------------------------------------------------
+def rollback_refusal(
+    latest: Rollout | None,
+    *,
+    last_event: Event | None,
+    stable: str | None,
+    previous: str | None,
+    changed_at: float,
+) -> str | None:
+    """Why a manual rollback cannot be done now, or None when it can.
+
+    A rollback undoes the last change of the serving version. When that change was a rollout's
+    end (the serving state changed no later than it finished), only a promotion is undone: an
+    aborted or rolled-back rollout changed nothing, and a rollback already done is not toggled
+    back. A change since then (a reload of a champion promoted by the retraining flow) is undone
+    as such.
+    """
+    if latest is not None and not latest.active:  # an active rollout: the store refuses, with its reason
+        if last_event is not None and last_event.kind == "rollback" and changed_at <= last_event.ts:
+            return f"already rolled back: v{stable} serves again since rollout {latest.id} was undone"
+        if latest.finished_at is not None and changed_at <= latest.finished_at and latest.phase != "promoted":
+            return (
+                f"the last rollout ({latest.id}, v{latest.candidate_version}) ended "
+                f"{latest.phase.replace('_', ' ')}: v{stable} never stopped serving, so there is no promotion to undo"
+            )
+    if stable is None or previous is None:
+        return "nothing to roll back to: no previous version is recorded"
+    return None
+
+
 def tick(r: Rollout, metrics: MetricsSource, *, now: float) -> tuple[Rollout, list[Event]]:
     """Advance a progressing rollout: analyse when due, roll back on failures, move to the next step."""
     if r.phase != "progressing":

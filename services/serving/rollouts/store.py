@@ -67,6 +67,12 @@ class RolloutStore:
             row = conn.execute(sa.select(serving).where(serving.c.model_name == model_name)).first()
         return (row.stable_version, row.previous_version, row.revision) if row else (None, None, 0)
 
+    def stable_changed_at(self, model_name: str) -> float:
+        """When the serving version last changed (0 when it never did)."""
+        with self._engine.connect() as conn:
+            when = conn.execute(sa.select(serving.c.updated_at).where(serving.c.model_name == model_name)).scalar()
+        return when or 0.0
+
     def set_stable(self, model_name: str, version: str, *, now: float) -> None:
         """Make ``version`` stable (start-up, explicit reload, manual rollback). Refused during a rollout."""
         for attempt in (1, 2):
