@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import sqlalchemy as sa
-
-log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -26,31 +23,6 @@ def make_engine(url: str) -> sa.Engine:
             dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
     return engine
-
-
-# Any constant shared by every process of the project: the key of the schema lock.
-_SCHEMA_LOCK = 0x6D6C6F7073  # "mlops"
-
-
-def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
-    """Create missing tables; safe when several processes start at once on one empty database.
-
-    Two replicas starting together would both see no table and both issue CREATE TABLE; on
-    PostgreSQL the loser fails on the catalogue's unique index. A transaction-scoped advisory
-    lock makes them take turns, and the second one then finds the tables there.
-    """
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        metadata.create_all(conn)
-        # create_all adds no index to a table that exists already (one made by an older release)
-        for table in metadata.sorted_tables:
-            for index in table.indexes:
-                try:
-                    with conn.begin_nested():  # a failed CREATE must not abort the whole transaction
-                        index.create(conn, checkfirst=True)
-                except sa.exc.IntegrityError as err:  # rows written before the index already break it
-                    log.warning("index %s not created: existing rows violate it (%s)", index.name, err.orig)
 
 
 def insert_ignoring_duplicates(engine: sa.Engine, table: sa.Table) -> sa.Insert:

@@ -20,8 +20,10 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from core.db import create_schema, insert_ignoring_duplicates, make_engine
+from core.db import insert_ignoring_duplicates, make_engine
+from core.migrations import PREDICTION_LOG, upgrade
 
+# The tables as the newest migration (core/migrations/prediction_log) leaves them: what queries use.
 _metadata = sa.MetaData()
 
 requests = sa.Table(
@@ -138,7 +140,7 @@ class PredictionLog:
 
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url)
-        create_schema(self._engine, _metadata)
+        upgrade(self._engine, PREDICTION_LOG)
 
     def write(self, entries: Sequence[LoggedRequest]) -> None:
         if not entries:

@@ -118,10 +118,14 @@ class Control:
         # keep serving without it: only a new version (a rollout, a promotion elsewhere) needs it.
         self.registry_error: str | None = None
         self._release: tuple[float, set[str]] | None = None  # (when, versions to keep after it)
+        self._registry_lag_reported: int | None = None  # the serving revision whose lag was last reported
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- loops -------------------------------------------------------------------------------------
     async def start(self) -> None:
+        # A promotion or rollback recorded before a crash is completed first: the registry then agrees,
+        # and adopting its champion cannot undo the change.
+        await asyncio.to_thread(self.converge_registry, after_restart=True)
         await asyncio.to_thread(self._adopt_registry_champion)
         await self.sync()
         self._tasks = [
@@ -207,12 +211,16 @@ class Control:
 
     def _adopt_registry_champion(self) -> None:
         """At start-up the registry's champion wins over a stale serving state (it may have been promoted
-        directly while no service ran), unless a rollout is in progress: then the rollout decides."""
+        directly while no service ran), unless a rollout is in progress (then the rollout decides) or
+        the serving state holds a change the registry has yet to follow (a promotion the registry
+        could not be told of yet: it is completed, never reverted)."""
+        if self.store.registry_intent(self.model_name) is not None:
+            return
         champion = self.source.alias_version(self.model_name, "champion")
         stable, _, _ = self.store.serving_state(self.model_name)
         if champion is not None and champion != stable and self.store.active(self.model_name) is None:
             try:
-                self.store.set_stable(self.model_name, champion, now=self.clock.now())
+                self.store.set_stable(self.model_name, champion, now=self.clock.now(), from_registry=True)
             except ConflictError:
                 pass  # a rollout started meanwhile
 
@@ -229,7 +237,9 @@ class Control:
             pass
 
     async def control(self) -> None:
-        """Advance the active rollout; the replica whose write lands first decides."""
+        """Advance the active rollout; the replica whose write lands first decides. Then complete any
+        change the registry has yet to follow (it may have been down when the change was made)."""
+        await asyncio.to_thread(self.converge_registry)
         rollout = await asyncio.to_thread(self.store.active, self.model_name)
         if rollout is None:
             return
@@ -241,32 +251,53 @@ class Control:
         except ConflictError:
             return
         if stored.phase == "promoted":
-            await asyncio.to_thread(self._record_promotion, stored)
+            await asyncio.to_thread(self.converge_registry)
         await self.sync()
 
-    def _record_promotion(self, rollout: Rollout) -> None:
+    def converge_registry(self, *, after_restart: bool = False) -> None:
+        """Move the registry's aliases to what the serving state says, when they lag behind it.
+
+        A promotion or a rollback is stored first (with its decision-log event, in one transaction)
+        and is then an intent that this completes: on the same call, on the next control tick when
+        the registry was down, or at the next start-up when the process died in between. Moving an
+        alias to where it points already changes nothing, so any replica may do it, any number of times.
+        """
+        intent = self.store.registry_intent(self.model_name)
+        if intent is None:
+            return
+        stable, previous, revision = intent
+        latest = self.store.latest(self.model_name)
         try:
-            self.source.record_promotion(self.model_name, new=rollout.candidate_version, old=rollout.stable_version)
+            self.source.record_promotion(self.model_name, new=stable, old=previous)
+        except Exception as err:  # noqa: BLE001 - the serving state stands; the next tick tries again
+            if self._registry_lag_reported != revision:
+                self._registry_lag_reported = revision
+                log.warning("the registry's aliases do not follow v%s yet: %s", stable, err)
+                if latest is not None:
+                    self.store.append(
+                        [
+                            Event(
+                                latest.id,
+                                self.clock.now(),
+                                "registry_error",
+                                "controller",
+                                f"could not move the registry aliases (retrying): {err}",
+                            )
+                        ]
+                    )
+            return
+        if self.store.mark_registry_synced(self.model_name, revision) and latest is not None:
+            when = " (completed after a restart)" if after_restart else ""
+            moved = f"champion -> v{stable}" + (f", previous -> v{previous}" if previous else "")
             self.store.append(
                 [
                     Event(
-                        rollout.id,
+                        latest.id,
                         self.clock.now(),
                         "registry",
                         "controller",
-                        f"registry: champion -> v{rollout.candidate_version}, previous -> v{rollout.stable_version}",
-                    )
-                ]
-            )
-        except Exception as err:  # noqa: BLE001 - the serving state already switched; report, do not undo
-            self.store.append(
-                [
-                    Event(
-                        rollout.id,
-                        self.clock.now(),
-                        "registry_error",
-                        "controller",
-                        f"could not move the registry aliases: {err}",
+                        f"registry: {moved}{when}",
+                        {"revision": revision},
                     )
                 ]
             )
@@ -313,7 +344,7 @@ class Control:
         except ConflictError as err:
             raise RolloutError(f"{err}; try again") from None
         if stored.phase == "promoted":
-            await asyncio.to_thread(self._record_promotion, stored)
+            await asyncio.to_thread(self.converge_registry)
         await self.sync()
         return stored
 
@@ -324,28 +355,29 @@ class Control:
         history = await asyncio.to_thread(self.store.events, latest.id) if latest else []
         refusal = engine.rollback_refusal(
             latest,
-            last_event=history[-1] if history else None,
+            rolled_back_at=max((e.ts for e in history if e.kind == "rollback"), default=None),
             stable=stable,
             previous=previous,
             changed_at=await asyncio.to_thread(self.store.stable_changed_at, self.model_name),
         )
         if refusal is not None:
             raise RolloutError(refusal)
+        assert stable is not None and previous is not None  # else refused above
         current = stable
         try:
             await self.cache.ensure(previous, retry_failed=True)
         except ModelUnavailable as err:
             raise RolloutError(f"previous v{previous} cannot be served: {err}") from None
+        now = self.clock.now()
+        # The change and its decision-log line in one transaction; the registry follows (an intent).
+        logged = [Event(latest.id, now, "rollback", actor, f"rolled back: v{current} -> v{previous}")] if latest else []
         try:
-            await asyncio.to_thread(self.store.set_stable, self.model_name, previous, now=self.clock.now())
+            await asyncio.to_thread(
+                self.store.set_stable, self.model_name, previous, now=now, from_registry=False, events=logged
+            )
         except ConflictError as err:
             raise RolloutError(str(err)) from None
-        if latest is not None:
-            await asyncio.to_thread(
-                self.store.append,
-                [Event(latest.id, self.clock.now(), "rollback", actor, f"rolled back: v{current} -> v{previous}")],
-            )
-        await asyncio.to_thread(self.source.record_promotion, self.model_name, new=previous, old=current)
+        await asyncio.to_thread(self.converge_registry)
         await self.sync()
         return {"stable_version": previous, "previous_version": current}
 
@@ -357,7 +389,9 @@ class Control:
         await self.cache.ensure(champion, retry_failed=True)
         previous = self.snapshot.stable.version if self.snapshot else None
         try:
-            await asyncio.to_thread(self.store.set_stable, self.model_name, champion, now=self.clock.now())
+            await asyncio.to_thread(
+                self.store.set_stable, self.model_name, champion, now=self.clock.now(), from_registry=True
+            )
         except ConflictError as err:
             raise RolloutError(str(err)) from None
         await self.sync()

@@ -16,7 +16,7 @@ from services.serving.rollouts.store import ConflictError, RolloutStore
 
 def test_rollout_state_and_decision_log_on_postgres(pg_url: str):
     store = RolloutStore(pg_url)
-    store.set_stable("m", "1", now=1.0)
+    store.set_stable("m", "1", now=1.0, from_registry=True)
     rollout, events = engine.start(
         RolloutConfig(strategy="ab", candidate_version="2"), model_name="m", stable_version="1", now=2.0, actor="t"
     )
@@ -66,7 +66,7 @@ def test_replicas_starting_together_on_an_empty_database_all_get_the_schema(pg_u
         store = RolloutStore(pg_url)
         PredictionLog(pg_url).close()
         barrier.wait()
-        store.set_stable("m", "1", now=1.0)  # each replica adopts the registry's champion at start-up
+        store.set_stable("m", "1", now=1.0, from_registry=True)  # each replica adopts the registry's champion at start-up
         store.close()
 
     with ThreadPoolExecutor(4) as pool:

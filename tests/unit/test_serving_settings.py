@@ -47,7 +47,7 @@ def test_secrets_are_read_from_files_as_docker_secrets_hand_them_over(tmp_path, 
         ServingSettings(state_dir=tmp_path)
     monkeypatch.delenv("MLOPS_ADMIN_TOKEN")
     monkeypatch.setenv("MLOPS_ADMIN_TOKEN_FILE", str(tmp_path / "missing"))
-    with pytest.raises(SecretFileError, match="MLOPS_ADMIN_TOKEN_FILE=.*missing cannot be read"):
+    with pytest.raises(SecretFileError, match=r"MLOPS_ADMIN_TOKEN_FILE=.*missing cannot be read"):
         ServingSettings(state_dir=tmp_path)
 
 

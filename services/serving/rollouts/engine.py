@@ -146,7 +146,7 @@ def abort(r: Rollout, *, now: float, actor: str, reason: str = "aborted by opera
 def rollback_refusal(
     latest: Rollout | None,
     *,
-    last_event: Event | None,
+    rolled_back_at: float | None,
     stable: str | None,
     previous: str | None,
     changed_at: float,
@@ -156,11 +156,11 @@ def rollback_refusal(
     A rollback undoes the last change of the serving version. When that change was a rollout's
     end (the serving state changed no later than it finished), only a promotion is undone: an
     aborted or rolled-back rollout changed nothing, and a rollback already done is not toggled
-    back. A change since then (a reload of a champion promoted by the retraining flow) is undone
-    as such.
+    back (``rolled_back_at``: when the latest rollout was last rolled back by hand). A change since
+    then (a reload of a champion promoted by the retraining flow) is undone as such.
     """
     if latest is not None and not latest.active:  # an active rollout: the store refuses, with its reason
-        if last_event is not None and last_event.kind == "rollback" and changed_at <= last_event.ts:
+        if rolled_back_at is not None and changed_at <= rolled_back_at:
             return f"already rolled back: v{stable} serves again since rollout {latest.id} was undone"
         if latest.finished_at is not None and changed_at <= latest.finished_at and latest.phase != "promoted":
             return (

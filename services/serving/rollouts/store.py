@@ -8,13 +8,19 @@ The decision log is append-only: rows are inserted, never updated.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from core.db import create_schema, make_engine
+from core.db import make_engine
+from core.migrations import Chain, upgrade
 from services.serving.rollouts.state import TERMINAL, Event, Rollout
 
+ROLLOUT_STATE = Chain(Path(__file__).parent / "migrations", "mlops_rollout_state_version")
+
+# The tables as the newest migration (./migrations) leaves them: what queries use.
 _metadata = sa.MetaData()
 
 serving = sa.Table(
@@ -25,6 +31,9 @@ serving = sa.Table(
     sa.Column("previous_version", sa.String(32), nullable=True),
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # The revision the registry's aliases agree with; behind ``revision`` while a promotion's or a
+    # rollback's aliases have not moved yet (Control.converge_registry completes them).
+    sa.Column("registry_revision", sa.Integer, nullable=True),
 )
 
 rollouts = sa.Table(
@@ -59,7 +68,7 @@ class ConflictError(RuntimeError):
 class RolloutStore:
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url)
-        create_schema(self._engine, _metadata)
+        upgrade(self._engine, ROLLOUT_STATE)
 
     # -- the serving state: which version is stable ----------------------------------------------
     def serving_state(self, model_name: str) -> tuple[str | None, str | None, int]:
@@ -73,14 +82,22 @@ class RolloutStore:
             when = conn.execute(sa.select(serving.c.updated_at).where(serving.c.model_name == model_name)).scalar()
         return when or 0.0
 
-    def set_stable(self, model_name: str, version: str, *, now: float) -> None:
-        """Make ``version`` stable (start-up, explicit reload, manual rollback). Refused during a rollout."""
+    def set_stable(
+        self, model_name: str, version: str, *, now: float, from_registry: bool, events: Sequence[Event] = ()
+    ) -> None:
+        """Make ``version`` stable (start-up, explicit reload, manual rollback). Refused during a rollout.
+
+        ``from_registry``: the registry names it champion already (a reload, the start-up's adoption);
+        otherwise the registry's aliases are to follow (a rollback), and the change stays a pending
+        intent until ``mark_registry_synced``. ``events`` are logged in the same transaction.
+        """
         for attempt in (1, 2):
             try:
                 with self._engine.begin() as conn:
                     if self._active_row(conn, model_name) is not None:
                         raise ConflictError("a rollout is in progress: promote, abort or let it finish first")
-                    self._write_stable(conn, model_name, version, now=now)
+                    self._write_stable(conn, model_name, version, now=now, from_registry=from_registry)
+                    self._append(conn, list(events))
                 return
             except sa.exc.IntegrityError:
                 # Replicas starting together on an empty database both insert the first row; the
@@ -88,12 +105,19 @@ class RolloutStore:
                 if attempt == 2:
                     raise
 
-    def _write_stable(self, conn: sa.Connection, model_name: str, version: str, *, now: float) -> None:
+    def _write_stable(
+        self, conn: sa.Connection, model_name: str, version: str, *, now: float, from_registry: bool
+    ) -> None:
         row = conn.execute(sa.select(serving).where(serving.c.model_name == model_name)).first()
         if row is None:
             conn.execute(
                 serving.insert().values(
-                    model_name=model_name, stable_version=version, previous_version=None, revision=1, updated_at=now
+                    model_name=model_name,
+                    stable_version=version,
+                    previous_version=None,
+                    revision=1,
+                    updated_at=now,
+                    registry_revision=1 if from_registry else 0,
                 )
             )
         elif row.stable_version != version:
@@ -105,8 +129,27 @@ class RolloutStore:
                     previous_version=row.stable_version,
                     revision=row.revision + 1,
                     updated_at=now,
+                    registry_revision=row.revision + 1 if from_registry else row.registry_revision,
                 )
             )
+
+    def registry_intent(self, model_name: str) -> tuple[str, str | None, int] | None:
+        """(stable, previous, revision) when the registry's aliases have yet to follow the serving state."""
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(serving).where(serving.c.model_name == model_name)).first()
+        if row is None or row.registry_revision == row.revision:
+            return None
+        return row.stable_version, row.previous_version, row.revision
+
+    def mark_registry_synced(self, model_name: str, revision: int) -> bool:
+        """Record that the aliases agree with ``revision``; False when the state has moved on since."""
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                serving.update()
+                .where(serving.c.model_name == model_name, serving.c.revision == revision)
+                .values(registry_revision=revision)
+            )
+        return done.rowcount == 1
 
     # -- rollouts ----------------------------------------------------------------------------------
     def _active_row(self, conn: sa.Connection, model_name: str) -> Any:
@@ -180,8 +223,10 @@ class RolloutStore:
             )
             if result.rowcount != 1:
                 raise ConflictError(f"rollout {rollout.id} changed since revision {expected_revision}")
-            if stored.phase == "promoted":
-                self._write_stable(conn, stored.model_name, stored.candidate_version, now=stored.updated_at)
+            if stored.phase == "promoted":  # the registry follows (Control.converge_registry)
+                self._write_stable(
+                    conn, stored.model_name, stored.candidate_version, now=stored.updated_at, from_registry=False
+                )
             self._append(conn, new_events)
         return stored
 

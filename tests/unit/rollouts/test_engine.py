@@ -151,20 +151,17 @@ def _ended(phase: str, *, at: float = 100.0) -> engine.Rollout:
 
 
 def test_a_rollback_undoes_a_promotion_and_nothing_else():
-    from services.serving.rollouts.state import Event
-
     promoted = _ended("promoted")
     # the promotion was the last change: undone
-    assert engine.rollback_refusal(promoted, last_event=None, stable="2", previous="1", changed_at=100.0) is None
+    assert engine.rollback_refusal(promoted, rolled_back_at=None, stable="2", previous="1", changed_at=100.0) is None
     # an aborted rollout changed nothing
-    reason = engine.rollback_refusal(_ended("aborted"), last_event=None, stable="1", previous="0", changed_at=50.0)
+    reason = engine.rollback_refusal(_ended("aborted"), rolled_back_at=None, stable="1", previous="0", changed_at=50.0)
     assert reason is not None and "ended aborted" in reason and "v1 never stopped serving" in reason
     # a rollback already done is not toggled back
-    undone = Event(promoted.id, 120.0, "rollback", "ops", "rolled back: v2 -> v1")
-    reason = engine.rollback_refusal(promoted, last_event=undone, stable="1", previous="2", changed_at=120.0)
+    reason = engine.rollback_refusal(promoted, rolled_back_at=120.0, stable="1", previous="2", changed_at=120.0)
     assert reason is not None and "already rolled back" in reason
     # a change since the rollout (a reload of a champion the retraining flow promoted) is undone as such
     refusal = engine.rollback_refusal
-    assert refusal(_ended("aborted"), last_event=None, stable="3", previous="1", changed_at=200.0) is None
-    assert refusal(None, last_event=None, stable="2", previous="1", changed_at=5.0) is None
-    assert "no previous version" in refusal(None, last_event=None, stable="1", previous=None, changed_at=0)
+    assert refusal(_ended("aborted"), rolled_back_at=None, stable="3", previous="1", changed_at=200.0) is None
+    assert refusal(None, rolled_back_at=None, stable="2", previous="1", changed_at=5.0) is None
+    assert "no previous version" in refusal(None, rolled_back_at=None, stable="1", previous=None, changed_at=0)
