@@ -66,7 +66,8 @@ def test_replicas_starting_together_on_an_empty_database_all_get_the_schema(pg_u
         store = RolloutStore(pg_url)
         PredictionLog(pg_url).close()
         barrier.wait()
-        store.set_stable("m", "1", now=1.0, from_registry=True)  # each replica adopts the registry's champion at start-up
+        # each replica adopts the registry's champion at start-up
+        store.set_stable("m", "1", now=1.0, from_registry=True)
         store.close()
 
     with ThreadPoolExecutor(4) as pool:
