@@ -1,10 +1,13 @@
-"""The champion/challenger rule, as a pure function."""
+"""The champion/challenger rule, as a pure function, and the one routine that records a promotion."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+from models.registry import CHALLENGER, CHAMPION, PREVIOUS
 
 Verdict = Literal["champion", "challenger", "rejected"]
 
@@ -84,3 +87,43 @@ def gate_on_fairness(decision: PromotionDecision, *, fair: bool, why: str) -> Pr
     if decision.verdict == "champion":
         return replace(decision, reason=f"{decision.reason}; fails the fairness check: {why}")
     return decision
+
+
+class AliasRegistry(Protocol):
+    """What a promotion changes in the registry: aliases, and tags on versions.
+
+    MlflowRegistry (the pipelines) and the service's model sources (the MLflow client, or its REST
+    API in the serving image) implement it.
+    """
+
+    def alias_version(self, name: str, alias: str) -> str | None: ...
+    def set_alias(self, name: str, alias: str, version: str) -> None: ...
+    def delete_alias(self, name: str, alias: str) -> None: ...
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> None: ...
+
+
+def record_promotion(
+    registry: AliasRegistry,
+    name: str,
+    *,
+    new: str,
+    old: str | None,
+    actor: str,
+    reason: str,
+    at: datetime | None = None,
+) -> None:
+    """Make ``new`` the champion: the retraining flow's promotion, a rollout's and a rollback alike.
+
+    The version it replaces becomes ``previous`` (the rollback target) and is tagged retired; a
+    ``challenger`` alias naming ``new`` is cleared; ``new`` is tagged with who promoted it, when
+    and why. Safe to repeat (a retry, a restart that completes an interrupted promotion): each step
+    sets a value, so a second run leaves the same aliases.
+    """
+    stamp = (at or datetime.now(UTC)).isoformat(timespec="seconds")
+    if old is not None and old != new:
+        registry.set_alias(name, PREVIOUS, old)
+        registry.tag(name, old, {"retired_at": stamp, "retired_by": actor})
+    registry.set_alias(name, CHAMPION, new)
+    if registry.alias_version(name, CHALLENGER) == new:
+        registry.delete_alias(name, CHALLENGER)
+    registry.tag(name, new, {"promoted_at": stamp, "promoted_by": actor, "promoted_because": reason})

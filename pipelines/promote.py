@@ -1,10 +1,9 @@
-"""Moving aliases: challenger becomes champion, the old champion becomes previous."""
+"""Promoting the challenger: the retraining flow's path when no service runs rollouts."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from models.registry import CHALLENGER, CHAMPION, PREVIOUS, ModelRegistry
+from models.promotion import record_promotion
+from models.registry import CHALLENGER, CHAMPION, ModelRegistry
 
 
 class PromotionError(RuntimeError):
@@ -17,11 +16,6 @@ def promote_challenger(registry: ModelRegistry, model_name: str, *, actor: str, 
     if challenger is None:
         raise PromotionError(f"'{model_name}' has no challenger to promote")
     champion = registry.by_alias(model_name, CHAMPION)
-    at = datetime.now(UTC).isoformat(timespec="seconds")
-    if champion is not None:
-        registry.set_alias(model_name, PREVIOUS, champion.version)
-        registry.tag(model_name, champion.version, {"retired_at": at, "retired_by": actor})
-    registry.set_alias(model_name, CHAMPION, challenger.version)
-    registry.delete_alias(model_name, CHALLENGER)
-    registry.tag(model_name, challenger.version, {"promoted_at": at, "promoted_by": actor, "promoted_because": reason})
-    return challenger.version, champion.version if champion else None
+    old = champion.version if champion else None
+    record_promotion(registry, model_name, new=challenger.version, old=old, actor=actor, reason=reason)
+    return challenger.version, old

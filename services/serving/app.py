@@ -36,7 +36,7 @@ from services.serving.admin import admin_router
 from services.serving.answers import BODY_ANSWERS, DATABASE_ANSWER
 from services.serving.control import Control
 from services.serving.dependencies import ServiceState, State
-from services.serving.model_store import LoadedModel, ModelSource, model_source_for
+from services.serving.model_store import LoadedModel, ServingRegistry, model_source_for
 from services.serving.rollouts.clock import Clock, SystemClock
 from services.serving.rollouts.router import PIN_HEADER, Route, route
 from services.serving.rollouts.store import RolloutStore
@@ -188,7 +188,7 @@ class JsonBodiesOnly:
 def create_app(
     settings: ServingSettings | None = None,
     *,
-    model_source: ModelSource | None = None,
+    model_source: ServingRegistry | None = None,
     prediction_log: PredictionLog | None = None,
     clock: Clock | None = None,
 ) -> FastAPI:

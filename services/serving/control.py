@@ -18,8 +18,9 @@ import numpy as np
 
 from core.predlog import PredictionLog
 from core.usecase import UseCase
+from models.promotion import record_promotion
 from models.records import encode_labels
-from services.serving.model_store import LoadedModel, ModelCache, ModelSource, ModelUnavailable
+from services.serving.model_store import LoadedModel, ModelCache, ModelUnavailable, ServingRegistry
 from services.serving.rollouts import engine
 from services.serving.rollouts.analysis import VersionSample
 from services.serving.rollouts.clock import Clock
@@ -88,7 +89,7 @@ class Control:
         *,
         use_case: UseCase,
         store: RolloutStore,
-        source: ModelSource,
+        source: ServingRegistry,
         predictions: PredictionLog,
         clock: Clock,
         sync_interval: float = 0.5,
@@ -267,8 +268,12 @@ class Control:
             return
         stable, previous, revision = intent
         latest = self.store.latest(self.model_name)
+        if latest is not None and latest.phase == "promoted" and latest.candidate_version == stable:
+            reason = f"rollout {latest.id} ({latest.strategy}) promoted it: {latest.reason}"
+        else:
+            reason = f"rolled back from v{previous}" if previous else "the serving state's stable version"
         try:
-            self.source.record_promotion(self.model_name, new=stable, old=previous)
+            record_promotion(self.source, self.model_name, new=stable, old=previous, actor="controller", reason=reason)
         except Exception as err:  # noqa: BLE001 - the serving state stands; the next tick tries again
             if self._registry_lag_reported != revision:
                 self._registry_lag_reported = revision

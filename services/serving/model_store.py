@@ -42,7 +42,8 @@ from core.usecase import UseCase
 from models.calibration import Calibration, registered_calibration
 from models.compiled import ARTIFACT_NAME, CompiledModel, InvalidCompiledModel
 from models.metrics import model_output
-from models.registry import BACKGROUND_FILE, CHAMPION, DECISION_FILE, PREVIOUS
+from models.promotion import AliasRegistry
+from models.registry import BACKGROUND_FILE, DECISION_FILE
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,7 +96,9 @@ class ModelSource(Protocol):
         """A file of the version's model directory; ModelUnavailable when the version is not registered."""
         ...
 
-    def record_promotion(self, name: str, *, new: str, old: str | None) -> None: ...
+
+class ServingRegistry(ModelSource, AliasRegistry, Protocol):
+    """The registry as the control plane needs it: versions to load, aliases to move (models.promotion)."""
 
 
 def load_version(source: ModelSource, name: str, version: str, *, compiled: bool = True) -> LoadedModel:
@@ -194,21 +197,19 @@ class RegistryModelSource:
         return self._client
 
     def alias_version(self, name: str, alias: str) -> str | None:
-        ref = self._registry().by_alias(name, alias)
-        return ref.version if ref else None
+        return self._registry().alias_version(name, alias)
 
     def read_file(self, name: str, version: str, path: str) -> bytes:
         return self._registry().model_file(name, version, path)
 
-    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
-        _promote(self._registry().set_alias, name, new=new, old=old)
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self._registry().set_alias(name, alias, version)
 
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._registry().delete_alias(name, alias)
 
-def _promote(set_alias: Callable[[str, str, str], None], name: str, *, new: str, old: str | None) -> None:
-    """``champion`` moves to ``new``; the version it leaves becomes ``previous`` (the rollback target)."""
-    if old is not None and old != new:
-        set_alias(name, PREVIOUS, old)
-    set_alias(name, CHAMPION, new)
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> None:
+        self._registry().tag(name, version, tags)
 
 
 class RestModelSource:
@@ -273,12 +274,20 @@ class RestModelSource:
             "server (mlflow server --artifacts-destination ...)"
         )
 
-    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
-        _promote(self._set_alias, name, new=new, old=old)
-
-    def _set_alias(self, name: str, alias: str, version: str) -> None:
+    def set_alias(self, name: str, alias: str, version: str) -> None:
         path = "/api/2.0/mlflow/registered-models/alias"
         self._call("POST", path, body={"name": name, "alias": alias, "version": version}).ok(path)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        path = "/api/2.0/mlflow/registered-models/alias"
+        answer = self._call("DELETE", path, body={"name": name, "alias": alias})
+        if not (answer.status in (400, 404) and answer.error_code() in ("RESOURCE_DOES_NOT_EXIST",)):
+            answer.ok(path)  # an alias that is not there is deleted already
+
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> None:
+        path = "/api/2.0/mlflow/model-versions/set-tag"
+        for key, value in tags.items():
+            self._call("POST", path, body={"name": name, "version": version, "key": key, "value": value}).ok(path)
 
 
 class RegistryError(RuntimeError):
@@ -320,7 +329,7 @@ def set_predict_jobs(model: Any, jobs: int) -> None:
             step.set_params(n_jobs=jobs)
 
 
-def model_source_for(tracking_uri: str) -> ModelSource:
+def model_source_for(tracking_uri: str) -> ServingRegistry:
     """REST for a tracking server; the MLflow client for a database or folder URI."""
     if urlparse(tracking_uri).scheme in ("http", "https"):
         return RestModelSource(tracking_uri=tracking_uri)

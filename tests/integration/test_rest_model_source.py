@@ -11,7 +11,8 @@ import sklearn
 
 from models.compiler import compile_model
 from models.frames import coerce_features, feature_frame, target_vector
-from models.registry import CHAMPION, PREVIOUS, MlflowRegistry, TrainingRecord
+from models.promotion import record_promotion
+from models.registry import CHALLENGER, CHAMPION, PREVIOUS, MlflowRegistry, TrainingRecord
 from models.training import make_pipeline
 from pipelines.traffic import running_tracking_server
 from services.serving.model_store import ModelUnavailable, RestModelSource, load_pipeline, load_version
@@ -76,12 +77,20 @@ def test_aliases_versions_and_artifacts_come_over_rest(tracking_server: str, reg
         load_version(source, MODEL, "99")
 
 
-def test_a_promotion_moves_the_aliases_in_the_registry(tracking_server: str, registered: dict):
+def test_a_promotion_over_rest_is_the_pipelines_promotion(tracking_server: str, registered: dict):
+    """The service records a promotion with the same routine as the retraining flow: aliases and tags."""
     v1, v2 = registered["versions"]
-    RestModelSource(tracking_uri=tracking_server).record_promotion(MODEL, new=v2, old=v1)
     registry: MlflowRegistry = registered["registry"]
+    registry.set_alias(MODEL, CHALLENGER, v2)
+    source = RestModelSource(tracking_uri=tracking_server)
+    record_promotion(source, MODEL, new=v2, old=v1, actor="controller", reason="rollout r1 promoted it")
     assert registry.by_alias(MODEL, CHAMPION).version == v2
     assert registry.by_alias(MODEL, PREVIOUS).version == v1
+    assert registry.by_alias(MODEL, CHALLENGER) is None  # it named the new champion
+    promoted, retired = registry.get(MODEL, v2).tags, registry.get(MODEL, v1).tags
+    assert promoted["promoted_by"] == "controller" and promoted["promoted_because"] == "rollout r1 promoted it"
+    assert retired["retired_by"] == "controller"
+    source.delete_alias(MODEL, CHALLENGER)  # deleting what is not there is no error
     registry.set_alias(MODEL, CHAMPION, v1)  # as the other tests expect it
 
 

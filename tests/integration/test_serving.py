@@ -346,9 +346,17 @@ class SwitchableRegistry:
         self._check()
         return self.inner.read_file(name, version, path)
 
-    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
+    def set_alias(self, name: str, alias: str, version: str) -> None:
         self._check()
-        self.inner.record_promotion(name, new=new, old=old)
+        self.inner.set_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._check()
+        self.inner.delete_alias(name, alias)
+
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> None:
+        self._check()
+        self.inner.tag(name, version, tags)
 
 
 def test_without_the_registry_the_loaded_model_serves_and_ready_says_so(trained_state, tmp_path):
@@ -403,9 +411,6 @@ class ChampionInMemory:
 
     def read_file(self, name: str, version: str, path: str) -> bytes:
         return self.files[path]
-
-    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
-        raise NotImplementedError
 
 
 CREDIT_RECORDS = [{"student": "No", "balance": b, "income": 40000.0} for b in (300.0, 1200.0, 1500.0, 2200.0)]

@@ -36,7 +36,11 @@ def die() -> None:
 
 
 class KillingSource:
-    """The real registry, and a kill before or after the aliases move once ``armed``."""
+    """The real registry, and a kill before the aliases move or after they have, once ``armed``.
+
+    The promotion moves ``previous`` first and ``champion`` last (models.promotion): the kill
+    lands before the first alias call, or after the champion alias has moved.
+    """
 
     def __init__(self, inner: ModelSource, boundary: str) -> None:
         self._inner = inner
@@ -49,12 +53,18 @@ class KillingSource:
     def read_file(self, name: str, version: str, path: str) -> bytes:
         return self._inner.read_file(name, version, path)
 
-    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
+    def set_alias(self, name: str, alias: str, version: str) -> None:
         if self.armed and self._boundary == "before_aliases":
             die()
-        self._inner.record_promotion(name, new=new, old=old)
-        if self.armed and self._boundary == "after_aliases":
+        self._inner.set_alias(name, alias, version)
+        if self.armed and self._boundary == "after_aliases" and alias == "champion":
             die()
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._inner.delete_alias(name, alias)
+
+    def tag(self, name: str, version: str, tags: dict[str, str]) -> None:
+        self._inner.tag(name, version, tags)
 
 
 def control_for(root: Path, source: Any) -> Control:

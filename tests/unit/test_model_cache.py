@@ -37,9 +37,6 @@ class InMemorySource:
         self.read.append((version, path))
         return self.versions[version][path]
 
-    def record_promotion(self, name: str, *, new: str, old: str | None) -> None:
-        raise NotImplementedError
-
 
 @pytest.fixture(scope="module")
 def fitted(bike, bike_frame) -> dict[str, Any]:

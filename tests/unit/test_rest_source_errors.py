@@ -17,7 +17,7 @@ def test_a_missing_tracking_server_is_named_in_the_error():
     with pytest.raises(ModelUnavailable, match=r"v3 failed to load: RegistryError: tracking server"):
         load_version(source, "bike-demand", "3")
     with pytest.raises(RegistryError, match="did not answer POST"):
-        source.record_promotion("bike-demand", new="3", old="2")
+        source.set_alias("bike-demand", "champion", "3")
 
 
 def test_a_failing_tracking_server_is_an_error_with_its_answer():
