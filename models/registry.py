@@ -258,21 +258,16 @@ class MlflowRegistry:
             )
             return Path(local).read_bytes()
 
+    def read_file(self, name: str, version: str, path: str) -> bytes:
+        return self.model_file(name, version, path)
+
     def load(self, name: str, version: str) -> Any:
-        """The version as it answers: its pipeline, and its registered calibration if it has one."""
-        import mlflow.sklearn
+        """The version as it answers: its pipeline, and its registered calibration if it has one.
 
-        from models.calibration import registered_calibration, with_calibration
+        Read as the service reads it (models.registered): one trust rule for every loader."""
+        from models.registered import answering_model
 
-        self._activate()
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(
-                self._mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
-            )
-            model = mlflow.sklearn.load_model(str(local))
-            decision = next(local.rglob(DECISION_FILE), None)
-            calibration = None if decision is None else registered_calibration(json.loads(decision.read_text()))
-        return with_calibration(model, calibration)
+        return answering_model(self, name, version)
 
     def reference(self, ref: ModelVersionRef) -> pd.DataFrame:
         import pandas as pd

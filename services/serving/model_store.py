@@ -16,8 +16,9 @@ Two ways to the registry's files, one port (``ModelSource``):
 - ``RegistryModelSource`` uses the MLflow client, for a tracking URI that is a database or a
   folder (the laptop demo), where there is no server to ask.
 
-Both hand the files to the same loaders (``load_version``, ``load_pipeline``), which read the
-pipeline with one trust rule (``models.serialization``). ``model_source_for`` picks a source.
+Both hand the files to the same readers (``models.registered``), which the pipelines' registry
+uses too: one way to read a version, one trust rule (``models.serialization``).
+``model_source_for`` picks a source.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote, unquote, urlencode, urlparse
 
@@ -39,11 +40,18 @@ import numpy as np
 
 from core.startup import redact
 from core.usecase import UseCase
-from models.calibration import Calibration, registered_calibration
+from models.calibration import Calibration
 from models.compiled import ARTIFACT_NAME, CompiledModel, InvalidCompiledModel
 from models.metrics import model_output
 from models.promotion import AliasRegistry
-from models.registry import BACKGROUND_FILE, DECISION_FILE
+from models.registered import (
+    DamagedVersion,
+    extra_file,
+    read_background,
+    read_decision,
+    read_pipeline,
+    sklearn_flavor,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,16 +113,21 @@ def load_version(source: ModelSource, name: str, version: str, *, compiled: bool
     """The version as registered: its compiled model (with ``compiled``, when it has a valid one), else its pipeline."""
 
     def load() -> LoadedModel:
-        flavor = _sklearn_flavor(source, name, version)
-        extras = {**_decision(source, name, version, flavor), "background": _background(source, name, version, flavor)}
-        path = _extra_file(flavor, ARTIFACT_NAME) if compiled else None
+        flavor = sklearn_flavor(source, name, version)
+        threshold, calibration = read_decision(source, name, version, flavor)
+        extras = {
+            "threshold": threshold,
+            "calibration": calibration,
+            "background": read_background(source, name, version, flavor),
+        }
+        path = extra_file(flavor, ARTIFACT_NAME) if compiled else None
         if path is not None:
             try:
                 model = CompiledModel.from_bytes(source.read_file(name, version, path))
                 return LoadedModel(name, version, time.time(), compiled=model, **extras)
             except InvalidCompiledModel as err:
                 log.warning("model '%s' v%s: its compiled model is not used: %s", name, version, err)
-        pipeline = _pipeline(source, name, version, flavor)
+        pipeline = read_pipeline(source, name, version, flavor)
         return LoadedModel(name, version, time.time(), pipeline=pipeline, **extras)
 
     return _loading(name, version, load)
@@ -122,7 +135,7 @@ def load_version(source: ModelSource, name: str, version: str, *, compiled: bool
 
 def load_pipeline(source: ModelSource, name: str, version: str) -> Any:
     """The version's scikit-learn pipeline."""
-    return _loading(name, version, lambda: _pipeline(source, name, version, _sklearn_flavor(source, name, version)))
+    return _loading(name, version, lambda: read_pipeline(source, name, version, sklearn_flavor(source, name, version)))
 
 
 def _loading(name: str, version: str, load: Callable[[], T]) -> T:
@@ -131,54 +144,10 @@ def _loading(name: str, version: str, load: Callable[[], T]) -> T:
         return load()
     except ModelUnavailable:
         raise
+    except DamagedVersion as err:  # its message names the version already
+        raise ModelUnavailable(str(err)) from err
     except Exception as err:
         raise ModelUnavailable(f"model '{name}' v{version} failed to load: {type(err).__name__}: {err}") from err
-
-
-def _sklearn_flavor(source: ModelSource, name: str, version: str) -> dict[str, Any]:
-    import yaml
-
-    flavor = (yaml.safe_load(source.read_file(name, version, "MLmodel")).get("flavors") or {}).get("sklearn")
-    if flavor is None or flavor.get("serialization_format") != "skops":
-        raise ModelUnavailable(f"model '{name}' v{version} is not a scikit-learn model saved with skops")
-    return flavor
-
-
-def _extra_file(flavor: Mapping[str, Any], file_name: str) -> str | None:
-    """Where the MLmodel lists one of its extra files (the compiled model, the decision), if it does."""
-    paths = [entry.get("path", "") for entry in flavor.get("extra_files") or []]
-    return next((p for p in paths if PurePosixPath(p).name == file_name), None)
-
-
-def _background(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
-    """The training rows registered for explanations; none for a version registered without them."""
-    path = _extra_file(flavor, BACKGROUND_FILE)
-    return () if path is None else tuple(json.loads(source.read_file(name, version, path)))
-
-
-def _decision(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> dict[str, Any]:
-    """A classifier's registered decision threshold and calibration; 0.5 and none for a version registered
-    without them."""
-    path = _extra_file(flavor, DECISION_FILE)
-    if path is None:
-        return {"threshold": 0.5, "calibration": None}
-    decision = json.loads(source.read_file(name, version, path))
-    threshold = decision["threshold"]
-    if not isinstance(threshold, int | float) or not 0 <= threshold <= 1 + 1e-9:
-        raise ModelUnavailable(f"model '{name}' v{version}: its decision threshold {threshold!r} is not a probability")
-    try:
-        calibration = registered_calibration(decision)
-    except ValueError as err:
-        raise ModelUnavailable(f"model '{name}' v{version}: its calibration is damaged: {err}") from err
-    return {"threshold": float(threshold), "calibration": calibration}
-
-
-def _pipeline(source: ModelSource, name: str, version: str, flavor: Mapping[str, Any]) -> Any:
-    # The model's own trust rule (models.serialization), not mlflow.sklearn's, which trusts
-    # whatever the model's MLmodel lists.
-    from models.serialization import load_skops
-
-    return load_skops(source.read_file(name, version, flavor["pickled_model"]))
 
 
 class RegistryModelSource:
