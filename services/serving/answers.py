@@ -8,6 +8,7 @@ Answers = dict[int | str, dict[str, Any]]
 
 # Any route that takes a body (the middlewares answer these before the route runs).
 BODY_ANSWERS: Answers = {
+    400: {"description": "The body cannot be read as JSON text (bytes that are not UTF-8, say)."},
     413: {"description": "The body is larger than MLOPS_MAX_BODY_BYTES, or holds too many records."},
     415: {"description": "The body is not declared as JSON (Content-Type: application/json)."},
 }

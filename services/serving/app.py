@@ -298,7 +298,7 @@ def create_app(
     records_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}}
     record_errors: dict[int | str, dict[str, Any]] = {
         **BODY_ANSWERS,
-        400: {"description": f"A malformed X-Request-ID or {PIN_HEADER} header."},
+        400: {"description": f"A malformed X-Request-ID or {PIN_HEADER} header, or a body that is not JSON text."},
         409: {"description": f"{PIN_HEADER}: candidate while no rollout runs."},
         422: {"description": "A field is missing, extra, out of range or of the wrong type."},
         503: {"description": "No model loaded (for example, no champion yet), or the database is unavailable."},
