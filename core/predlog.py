@@ -244,7 +244,7 @@ class PredictionLog:
                 requests.c.predictions,
             )
             .where(*conditions)
-            .order_by(requests.c.row_id)
+            .order_by(requests.c.ts, requests.c.row_id)  # spilled rows are written late, with their own time
         )
         with self._engine.connect() as conn:
             rows = conn.execute(q).all()

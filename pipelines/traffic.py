@@ -92,13 +92,17 @@ def running_service(
     """Start the service as its own process and wait until /ready answers 200; yields its URL."""
     port = free_port()
     env = {**os.environ, "MLOPS_STATE_DIR": str(state_dir), "MLOPS_USE_CASE": use_case, **(env or {})}
-    cmd = [
+    url = f"http://127.0.0.1:{port}"
+    with running_process(service_command(port), env=env, probe=f"{url}/ready", log_path=log_path, timeout=timeout):
+        yield url
+
+
+def service_command(port: int) -> list[str]:
+    """The serving process on a loopback port, as ``mlops serve`` starts it."""
+    return [
         sys.executable, "-m", "uvicorn", "services.serving.app:app_from_env", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with running_process(cmd, env=env, probe=f"{url}/ready", log_path=log_path, timeout=timeout):
-        yield url
 
 
 @dataclass

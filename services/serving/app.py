@@ -290,6 +290,9 @@ def create_app(
     async def metrics(state: State) -> PlainTextResponse:
         snap = state.control.snapshot
         state.metrics.observe_rollout(snap.rollout if snap else None, snap.stable.version if snap else None)
+        writer = state.writer
+        spilled = await asyncio.to_thread(writer.spilled_rows)
+        state.metrics.observe_log(queued=writer.queued_rows, spilled=spilled, lost=writer.lost_rows)
         return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     # What /predict and /explain share: the body (one record or a list) and the answers to bad input.

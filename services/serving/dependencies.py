@@ -14,7 +14,7 @@ from core.usecase import UseCase
 from services.serving.batching import BatchResult, MicroBatcher
 from services.serving.control import Control
 from services.serving.model_store import LoadedModel
-from services.serving.prediction_log import AsyncPredictionLogWriter
+from services.serving.prediction_log import AsyncPredictionLogWriter, SpillFolder
 from services.serving.schemas import record_dict
 from services.serving.settings import ServingSettings
 from services.serving.telemetry import ServiceMetrics
@@ -29,7 +29,10 @@ class ServiceState:
         self.control = control
         self.log = log
         self.writer = AsyncPredictionLogWriter(
-            log, max_queue=settings.log_queue_size, linger_s=settings.log_linger_ms / 1000
+            log,
+            max_queue=settings.log_queue_size,
+            linger_s=settings.log_linger_ms / 1000,
+            spill=SpillFolder(settings.resolved_log_spill_dir),
         )
         self.metrics = ServiceMetrics()
         # Records are validated straight from the request's bytes into plain dicts (pydantic's

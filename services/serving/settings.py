@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field, model_validator
 
 from core.settings import CommonSettings
@@ -39,8 +41,14 @@ class ServingSettings(CommonSettings):
     log_queue_size: int = Field(
         default=100_000,
         ge=1,
-        description="Answered requests the prediction-log writer may hold; when full, requests wait. A failing "
-        "database is retried until it answers again: no answered request is dropped.",
+        description="Answered requests the prediction-log writer may hold; when full, requests wait. While the "
+        "database fails, batches are spilled to MLOPS_LOG_SPILL_DIR and written when it answers again: no "
+        "answered request is dropped.",
+    )
+    log_spill_dir: Path | None = Field(
+        default=None,
+        description="Where answered requests wait on local disk while the prediction-log database does not take "
+        "them; written to it when it does again (defaults to <state dir>/prediction-log-spill).",
     )
     log_linger_ms: float = Field(
         default=50,
@@ -93,6 +101,10 @@ class ServingSettings(CommonSettings):
     registry_check_interval_seconds: float = Field(
         default=5.0, gt=0, description="How often the model registry is asked whether it answers (shown by /ready)."
     )
+
+    @property
+    def resolved_log_spill_dir(self) -> Path:
+        return self.log_spill_dir or self.layout.root / "prediction-log-spill"
 
     @property
     def resolved_state_db_url(self) -> str:

@@ -34,6 +34,21 @@ class ServiceMetrics:
         )
         self.phase = Gauge("mlops_rollout_phase", "1 for the current rollout phase", ["phase"], registry=self.registry)
         self.serving = Gauge("mlops_serving_version", "Version answering by default (stable)", registry=self.registry)
+        self.log_queued = Gauge(
+            "mlops_prediction_log_queued_requests",
+            "Answered requests in memory, not yet written (what a crash would lose)",
+            registry=self.registry,
+        )
+        self.log_spilled = Gauge(
+            "mlops_prediction_log_spilled_requests",
+            "Answered requests on local disk while the database does not take them",
+            registry=self.registry,
+        )
+        self.log_lost = Gauge(
+            "mlops_prediction_log_lost_requests",
+            "Answered requests that could be neither written nor spilled (0 unless the disk failed too)",
+            registry=self.registry,
+        )
         self._seen: set[tuple[str, str]] = set()
 
     def count(self, *, version: str, variant: str, ok: bool, records: int, latency_s: float) -> None:
@@ -57,6 +72,11 @@ class ServiceMetrics:
         self.mirror.set(rollout.mirror_share if rollout is not None else 0.0)
         if stable_version and stable_version.isdigit():
             self.serving.set(float(stable_version))
+
+    def observe_log(self, *, queued: int, spilled: int, lost: int) -> None:
+        self.log_queued.set(queued)
+        self.log_spilled.set(spilled)
+        self.log_lost.set(lost)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -94,3 +94,56 @@ def test_a_database_that_is_down_for_a_while_loses_no_row():
 
     batches, failures_left = asyncio.run(scenario())
     assert failures_left == 0 and sum(batches) == 5
+
+
+def test_while_the_database_is_down_batches_are_spilled_and_written_when_it_is_back(tmp_path):
+    """Requests keep flowing (no back-pressure) and nothing is held in memory; the spill is replayed."""
+    from services.serving.prediction_log import SpillFolder
+
+    class Down(FakeStore):
+        up = False
+        written: list[str] = []
+
+        def write(self, records) -> None:
+            if not self.up:
+                raise ConnectionError("the database is restarting")
+            self.written += [r.request_id for r in records]
+
+    async def scenario() -> tuple[Down, SpillFolder, int, int]:
+        store, spill = Down(), SpillFolder(tmp_path / "spill")
+        writer = AsyncPredictionLogWriter(store, max_queue=10, spill=spill, max_retry_delay_s=0.02)  # type: ignore[arg-type]
+        writer.start()
+        for i in range(30):  # three times the queue: a writer holding them in memory would block here
+            await asyncio.wait_for(writer.submit([_record(i, n=2)]), timeout=5)
+        await asyncio.wait_for(writer.flush(), timeout=5)
+        spilled = writer.spilled_rows()
+        store.up = True
+        for _ in range(200):
+            if not spill.files():
+                break
+            await asyncio.sleep(0.02)
+        await writer.stop()
+        return store, spill, spilled, writer.lost_rows
+
+    store, spill, spilled, lost = asyncio.run(scenario())
+    assert spilled == 30 and lost == 0
+    assert sorted(store.written) == sorted(f"p{i}" for i in range(30)) and spill.files() == []
+
+
+def test_what_an_earlier_process_spilled_is_written_at_start(tmp_path):
+    from services.serving.prediction_log import SpillFolder
+
+    SpillFolder(tmp_path / "spill").write([_record(1, n=3), _record(2)])  # a process that died with the DB down
+
+    async def scenario() -> FakeStore:
+        store = FakeStore()
+        writer = AsyncPredictionLogWriter(store, max_queue=10, spill=SpillFolder(tmp_path / "spill"))  # type: ignore[arg-type]
+        writer.start()
+        for _ in range(100):
+            if store.batches:
+                break
+            await asyncio.sleep(0.02)
+        await writer.stop()
+        return store
+
+    assert asyncio.run(scenario()).batches == [2] and list((tmp_path / "spill").iterdir()) == []
