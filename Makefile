@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo demo-credit test test-fast test-docker lint format bench bench-images clean constraints bench-quick wrk
+.PHONY: help install demo demo-credit test test-fast test-docker certs lint format bench bench-images clean constraints bench-quick wrk
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,19 @@ test-fast: $(STAMP)  ## The quick inner loop: everything but the slow end-to-end
 test-docker: $(STAMP)  ## Only the stack on a container engine: images built, `docker compose up`, faults
 	@tests/docker/engine.sh up
 	@status=0; $(BIN)/python -m pytest -m docker || status=$$?; tests/docker/engine.sh down; exit $$status
+
+# The gateway's TLS port (8443): a self-signed certificate for this machine, or your own with
+# `make certs CERT=fullchain.pem KEY=privkey.pem`. The key stays out of the repository (.gitignore).
+TLS := deploy/nginx/tls
+certs:  ## A certificate for the gateway's TLS port: self-signed, or CERT=... KEY=... of your own
+	@mkdir -p $(TLS)
+	@if [ -n "$(CERT)" ]; then cp "$(CERT)" $(TLS)/cert.pem && cp "$(KEY)" $(TLS)/key.pem; \
+	else openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=localhost" \
+	  -addext "subjectAltName=DNS:localhost,DNS:gateway,IP:127.0.0.1" \
+	  -keyout $(TLS)/key.pem -out $(TLS)/cert.pem 2>/dev/null; fi
+	@chmod 600 $(TLS)/key.pem  # nginx reads it as root in its container; git never sees the folder
+	@cp deploy/nginx/tls.conf $(TLS)/listen.conf
+	@echo "TLS on https://127.0.0.1:8443 after 'docker compose up -d gateway' ($(TLS)/cert.pem to trust it)"
 
 lint: $(STAMP)  ## ruff and the import contracts
 	$(BIN)/ruff check .

@@ -406,6 +406,55 @@ def demo(
 
 
 @app.command()
+def doctor(
+    url: Annotated[
+        str | None, typer.Option("--url", help="Also probe a running deployment: its gateway's (or service's) URL.")
+    ] = None,
+    root: Annotated[
+        Path, typer.Option("--root", help="The project folder: its .env, docker-compose.yml and deploy/.")
+    ] = Path(),
+    state_dir: StateDirOpt = None,
+    ca_cert: Annotated[
+        Path | None, typer.Option("--ca-cert", help="Trust this certificate for --url (a self-signed one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+) -> None:
+    """Audit the configuration (the environment, .env, the compose file, file modes, the repository) and,
+    with --url, a running deployment, for what attackers look for first: default, short or shared tokens;
+    dev mode; ports published beyond 127.0.0.1; databases reached without TLS outside a private network;
+    MLflow without authentication; a world-readable state folder or .env; secrets in the repository; no
+    TLS at the front. Each finding names its fix. Reads only; exit 1 when anything is found.
+    """
+    import os
+
+    from cli.doctor import audit_configuration, audit_deployment, read_environment
+
+    env = read_environment(root, os.environ)
+    state = state_dir or Path(env.get("MLOPS_STATE_DIR", ".mlops"))
+    findings = audit_configuration(root, env, state_dir=state)
+    if url is not None:
+        import httpx
+
+        verify: Any = str(ca_cert) if ca_cert else True
+
+        def get(address: str, **kwargs: Any) -> Any:
+            return httpx.get(address, timeout=10, verify=verify, **kwargs)
+
+        try:
+            findings += audit_deployment(url, env, get=get)
+        except httpx.HTTPError as err:
+            _fail(f"{url} cannot be reached: {err}", code=3)
+    if as_json:
+        _print([finding.__dict__ for finding in findings])
+    else:
+        for finding in findings:
+            typer.secho(f"[{finding.check}] {finding.problem}", fg=typer.colors.RED)
+            typer.echo(f"    fix: {finding.fix}")
+        typer.echo(f"{len(findings)} finding(s)" if findings else "no finding")
+    raise typer.Exit(1 if findings else 0)
+
+
+@app.command()
 def bootstrap(use_case: UseCaseOpt = "bike_demand", state_dir: StateDirOpt = None) -> None:
     """Give a fresh registry its first champion: ingest the months before the use case's
     `demo.bootstrap_until` as batch drops and train on them. Does nothing when a champion exists,

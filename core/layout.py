@@ -73,5 +73,7 @@ class StateLayout:
         return f"sqlite:///{self.prediction_db.resolve()}"
 
     def ensure(self) -> StateLayout:
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Create the root, readable by its owner only: it holds the registry, the data and the logs."""
+        if not self.root.exists():
+            self.root.mkdir(parents=True, mode=0o700)
         return self

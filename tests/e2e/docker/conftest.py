@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.support.compose import Images, Project, StackError, free_port, prepare_images, run
 
 TOKEN = "docker-test-admin-token-0123456789"
-PORT_VARIABLES = ("GATEWAY_PORT", "MLFLOW_PORT", "PREFECT_PORT", "EVIDENTLY_PORT", "PUSHGATEWAY_PORT",
-                  "PROMETHEUS_PORT", "GRAFANA_PORT")  # fmt: skip
+PORT_VARIABLES = ("GATEWAY_PORT", "GATEWAY_TLS_PORT", "MLFLOW_PORT", "PREFECT_PORT", "EVIDENTLY_PORT",
+                  "PUSHGATEWAY_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")  # fmt: skip
 
 
 def log(message: str) -> None:
@@ -62,12 +63,15 @@ def stack(images: Images, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     inbox = folder / "inbox"
     inbox.mkdir()
     inbox.chmod(0o755)  # the worker reads it as its own user (uid 10001)
+    tls = folder / "tls"  # the gateway's certificate, made as a user makes it
+    run(["make", "-s", "certs", f"TLS={tls}"], cwd=ROOT, timeout=120)
     env_file, env = write_env(
         folder,
         MLOPS_ROLLOUT_PROFILE="fast",
         # Each look at the inbox is a flow run in a process of its own (~2 s of CPU on two cores).
         MLOPS_INGEST_INTERVAL_SECONDS="8",
         MLOPS_INBOX_DIR=str(inbox),
+        GATEWAY_TLS_DIR=str(tls),
     )
     services = images.services()
     project = Project(

@@ -138,6 +138,24 @@ def test_the_gateway_balances_each_request_of_one_connection_and_passes_the_requ
     assert seen_by_service == ["docker-test-rid-1"]
 
 
+def test_the_gateway_terminates_tls_with_the_certificate_the_user_provides(stack: Project):
+    """`make certs` wrote a certificate for the stack (conftest); the gateway serves it on its TLS port."""
+    from cli.doctor import audit_deployment
+
+    cert = str(stack.env_file.parent / "tls" / "cert.pem")
+    https = stack.url("GATEWAY_TLS_PORT").replace("http://", "https://")
+    with httpx.Client(base_url=https, verify=cert, timeout=10) as client:
+        assert client.get("/ready").status_code == 200
+        answer = client.post("/predict", json=BIKE_RECORD, headers={"X-Request-ID": "docker-test-tls"})
+        assert answer.status_code == 200 and answer.json()["request_id"] == "docker-test-tls"
+        assert client.get("/admin/status", headers=ADMIN).status_code == 200
+    with pytest.raises(httpx.ConnectError):  # a client that does not trust it is refused, not downgraded
+        httpx.get(f"{https}/ready", timeout=10)
+    # the deployment as `mlops doctor --url` sees it: TLS, and no public token accepted
+    findings = audit_deployment(https, {}, get=lambda url, **kw: httpx.get(url, verify=cert, timeout=10, **kw))
+    assert findings == []
+
+
 def test_a_drifted_batch_reaches_a_canary_that_survives_a_killed_replica_a_database_restart_and_mlflow_going_away(
     stack: Project,
 ):
