@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo demo-credit test test-fast test-docker certs lint format bench bench-images clean constraints bench-quick wrk
+.PHONY: help install demo demo-credit test test-fast test-docker certs lint format bench bench-ingest bench-images clean constraints bench-quick wrk
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ bench: $(STAMP) wrk  ## Every benchmark; results are appended to benchmarks/RESU
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.demo_walltime
+
+bench-ingest: $(STAMP)  ## Peak memory of ingesting 50 MB and 500 MB batches (about an hour on 2 cores)
+	$(BIN)/python -m benchmarks.ingest_memory
 
 bench-images: $(STAMP)  ## Image sizes and container cold start (docker start -> /ready); needs an engine
 	@tests/docker/engine.sh up
