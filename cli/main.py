@@ -29,6 +29,26 @@ app = typer.Typer(
 )
 
 app.add_typer(rollout_app, name="rollout")
+usecase_app = typer.Typer(help="Use cases as YAML: the schema editors validate them with.", no_args_is_help=True)
+app.add_typer(usecase_app, name="usecase")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"mlops-loop {version('mlops-loop')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """A closed machine-learning loop: ingest -> validate -> train -> serve -> monitor -> retrain."""
+
 
 UseCaseOpt = Annotated[
     str,
@@ -452,6 +472,22 @@ def doctor(
             typer.echo(f"    fix: {finding.fix}")
         typer.echo(f"{len(findings)} finding(s)" if findings else "no finding")
     raise typer.Exit(1 if findings else 0)
+
+
+@usecase_app.command("schema")
+def usecase_schema(
+    out: Annotated[Path | None, typer.Option("--out", help="Write it to this file instead of printing it.")] = None,
+) -> None:
+    """The JSON Schema of a use-case YAML, generated from the model that loads it. The project ships it as
+    usecases/usecase.schema.json; a YAML that starts with `# yaml-language-server: $schema=./usecase.schema.json`
+    is validated as it is typed (VS Code's YAML extension, and other editors with yaml-language-server)."""
+    from core.usecase import yaml_schema
+
+    text = json.dumps(yaml_schema(), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
 
 
 @app.command()

@@ -493,6 +493,22 @@ def parse_use_case(data: Any, *, origin: str, base_dir: Path) -> UseCase:
         raise UseCaseError(f"{origin} is malformed:\n{_format_errors(err)}") from None
 
 
+def yaml_schema() -> dict[str, Any]:
+    """The JSON Schema of a use-case YAML, generated from the model that loads it.
+
+    Shipped as ``usecases/usecase.schema.json`` (``mlops usecase schema``), so that editors
+    validate a YAML as it is typed. Cross-field rules (a feature must be a column, say) are the
+    loader's: a schema-valid file may still be refused, with a message naming the field.
+    """
+    schema = UseCase.model_json_schema(by_alias=True)
+    schema["properties"].pop("base_dir", None)  # where the file was found: set by the loader, never written
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "mlops-loop use case",
+    }
+
+
 def load_use_case(name_or_path: str | Path, *, usecases_dir: Path) -> UseCase:
     """Load a use case by name (``bike_demand``) from ``usecases_dir``, or from a YAML path."""
     path = Path(name_or_path)

@@ -32,6 +32,16 @@ def test_every_stage_has_a_subcommand_with_help():
         assert sub.returncode == 0 and "--state-dir" in sub.stdout, stage
 
 
+def test_version_and_the_use_case_schema(tmp_path):
+    from importlib.metadata import version
+
+    out = mlops("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"mlops-loop {version('mlops-loop')}"
+    written = tmp_path / "schema.json"
+    assert mlops("usecase", "schema", "--out", str(written)).returncode == 0
+    assert written.read_text() == (ROOT / "usecases" / "usecase.schema.json").read_text()
+
+
 def test_unknown_use_case_is_a_clear_error(tmp_path):
     out = mlops("validate", str(ROOT / "data" / "Bikeshare.csv"), "--use-case", "nope", state=tmp_path)
     assert out.returncode == 2 and "unknown use case 'nope'" in out.stderr

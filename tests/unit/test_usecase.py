@@ -156,3 +156,25 @@ def test_what_the_loop_cannot_use_is_refused_at_load_naming_the_field(data, mess
 def test_a_year_with_a_format_and_a_weekly_step_is_an_event_time():
     uc = _parse(_weekly(format="%Y", step="7D") | {"deduplication": {"key": ["event_time"]}})
     assert uc.event_time.format == "%Y" and uc.event_time.step == "7D" and uc.deduplication.key == ["event_time"]
+
+
+def test_the_shipped_yaml_schema_is_the_generated_one_and_every_shipped_use_case_fits_it():
+    """usecases/usecase.schema.json is what editors validate YAML with: never stale, never too strict."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    from core.usecase import yaml_schema
+
+    shipped = json.loads((USECASES / "usecase.schema.json").read_text())
+    assert shipped == yaml_schema(), "run `mlops usecase schema --out usecases/usecase.schema.json`"
+    validator = jsonschema.Draft202012Validator(shipped)
+    for path in USECASES.glob("*.yaml"):
+        assert path.read_text().startswith("# yaml-language-server: $schema=./usecase.schema.json")
+        assert list(validator.iter_errors(yaml.safe_load(path.read_text()))) == [], path.name
+    broken = yaml.safe_load((USECASES / "bike_demand.yaml").read_text())
+    broken["task"] = "clustering"
+    broken["training"]["colour"] = "red"
+    problems = {e.json_path for e in validator.iter_errors(broken)}
+    assert problems == {"$.task", "$.training"}
