@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from services.serving.admin import admin_router
 from services.serving.answers import BODY_ANSWERS, DATABASE_ANSWER
 from services.serving.control import Control
 from services.serving.dependencies import ServiceState, State
+from services.serving.mlflow_protocol import MLFLOW_BODY, mlflow_records
 from services.serving.model_store import LoadedModel, ServingRegistry, model_source_for
 from services.serving.rollouts.clock import Clock, SystemClock
 from services.serving.rollouts.router import PIN_HEADER, Route, route
@@ -327,22 +329,9 @@ def create_app(
         During a rollout the router picks the version; `X-Pin-Variant: stable|candidate` pins it
         (internal testers, blue-green preview) and the A/B routing header keeps a user on one arm.
         """
-        snap = _serving_snapshot(state, pin=x_pin_variant)
-        if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-Request-ID must be 1-96 chars of [A-Za-z0-9._:-]")
-        records = _parse_records(state, await request.body())
-        if x_request_id is not None:
-            await _check_request_id(state, x_request_id, records)
-        request_id = x_request_id or uuid.uuid4().hex
-        rollout = snap.rollout if snap.candidate is not None else None
-        routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None
-        decision = route(rollout, request_key=request_id, routing_key=routing_key, pin=x_pin_variant)  # type: ignore[arg-type]
-        model, variant, values, entries = await _answer(state, snap, decision, request_id, records)
-        await state.writer.submit(entries)
-        if decision.mirror and snap.candidate is not None:
-            task = asyncio.create_task(_mirror(state, snap.candidate, request_id, records))
-            state.background.add(task)
-            task.add_done_callback(state.background.discard)
+        served = await _serve(state, request, await request.body(), x_request_id=x_request_id, pin=x_pin_variant)
+        model, variant, values, request_id = served.model, served.variant, served.values, served.request_id
+        records = served.records
         ids = prediction_ids(request_id, len(records))
         classifier = state.use_case.task == "classification"
         labels = _labels(values, state.use_case, threshold=model.threshold)
@@ -358,8 +347,47 @@ def create_app(
                 {"id": pid, "value": v, "label": lab} for pid, v, lab in zip(ids, values.tolist(), labels, strict=True)
             ],
         }
-        headers = {"X-Model-Version": model.version, "X-Variant": variant, "X-Request-ID": request_id}
-        return Response(orjson.dumps(body), media_type="application/json", headers=headers)
+        return Response(orjson.dumps(body), media_type="application/json", headers=served.headers)
+
+    @app.post(
+        "/invocations",
+        tags=["mlflow"],
+        responses=predict_errors,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": MLFLOW_BODY}}}},
+    )
+    async def invocations(
+        request: Request,
+        state: State,
+        x_request_id: Annotated[str | None, Header()] = None,
+        x_pin_variant: Annotated[str | None, Header(alias=PIN_HEADER)] = None,
+    ) -> Response:
+        """MLflow's scoring protocol, for clients of `mlflow models serve`: `dataframe_split`,
+        `dataframe_records`, `instances` or `inputs`, answered `{"predictions": [...]}` (the
+        values of /predict: a classifier's probability of the positive class). Same checks,
+        routing, micro-batching and logging as /predict."""
+        body = await request.body()
+        records = mlflow_records(body, features=state.use_case.features)
+        served = await _serve(state, request, orjson.dumps(records), x_request_id=x_request_id, pin=x_pin_variant)
+        answer = {"predictions": served.values.tolist()}
+        return Response(orjson.dumps(answer), media_type="application/json", headers=served.headers)
+
+    @app.get(
+        "/ping",
+        tags=["mlflow"],
+        response_class=PlainTextResponse,
+        responses={503: {"description": "No model loaded yet.", "content": {"text/plain": {}}}},
+    )
+    async def ping(state: State) -> PlainTextResponse:
+        """MLflow's readiness probe: 200 once a model is loaded, as /ready."""
+        ready = state.control.snapshot is not None
+        return PlainTextResponse("\n" if ready else "no model loaded\n", status_code=200 if ready else 503)
+
+    @app.get("/version", tags=["mlflow"], response_class=PlainTextResponse)
+    async def version() -> PlainTextResponse:
+        """The service's version (MLflow's scoring server answers its own here)."""
+        from importlib.metadata import version as installed
+
+        return PlainTextResponse(installed("mlops-loop"))
 
     @app.post(
         "/explain",
@@ -443,6 +471,44 @@ def create_app(
             " and the admin token is the public default" if settings.uses_public_token else "",
         )
     return app
+
+
+@dataclass(frozen=True)
+class Served:
+    """One answered request: the records, the version and variant that answered, their values."""
+
+    request_id: str
+    records: list[dict[str, Any]]
+    model: LoadedModel
+    variant: str
+    values: Any
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-Model-Version": self.model.version, "X-Variant": self.variant, "X-Request-ID": self.request_id}
+
+
+async def _serve(
+    state: ServiceState, request: Request, body: bytes, *, x_request_id: str | None, pin: str | None
+) -> Served:
+    """What every prediction route does: check, route, predict (micro-batched), log, mirror."""
+    snap = _serving_snapshot(state, pin=pin)
+    if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-Request-ID must be 1-96 chars of [A-Za-z0-9._:-]")
+    records = _parse_records(state, body)
+    if x_request_id is not None:
+        await _check_request_id(state, x_request_id, records)
+    request_id = x_request_id or uuid.uuid4().hex
+    rollout = snap.rollout if snap.candidate is not None else None
+    routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None
+    decision = route(rollout, request_key=request_id, routing_key=routing_key, pin=pin)  # type: ignore[arg-type]
+    model, variant, values, entries = await _answer(state, snap, decision, request_id, records)
+    await state.writer.submit(entries)
+    if decision.mirror and snap.candidate is not None:
+        task = asyncio.create_task(_mirror(state, snap.candidate, request_id, records))
+        state.background.add(task)
+        task.add_done_callback(state.background.discard)
+    return Served(request_id, records, model, variant, values)
 
 
 async def _unknown_ids(state: ServiceState, ids: list[str]) -> list[str]:

@@ -292,6 +292,7 @@ def test_no_champion_yet(tmp_path):
         assert ready.status_code == 503 and "no 'champion' for model 'bike-demand'" in ready.json()["reason"]
         r = c.post("/predict", json=RECORD)
         assert r.status_code == 503 and "no model to serve" in r.json()["detail"]
+        assert c.get("/ping").status_code == 503
         assert c.post("/admin/reload", headers={"X-Admin-Token": TOKEN}).status_code == 503
 
 
@@ -542,3 +543,34 @@ def test_the_registered_signature_and_input_example_fit_the_service(client, trai
     again = client.post("/predict", json=as_floats)
     assert again.status_code == 200
     assert [p["value"] for p in again.json()["predictions"]] == [p["value"] for p in answered.json()["predictions"]]
+
+
+def test_mlflow_clients_score_through_invocations_with_the_answers_of_predict(client):
+    """`mlflow models serve`'s protocol: each of its body formats, as MLflow's own helper writes one."""
+    import pandas as pd
+    from mlflow.models import convert_input_example_to_serving_input
+
+    records = [RECORD, {**RECORD, "hr": 3}]
+    expected = [p["value"] for p in client.post("/predict", json=records).json()["predictions"]]
+    frame = pd.DataFrame(records)
+    columns = {name: [r[name] for r in records] for name in RECORD}
+    rows = [[r[name] for name in RECORD] for r in records]  # in the features' order
+    bodies = {
+        "mlflow's helper (dataframe_split)": convert_input_example_to_serving_input(frame),
+        "dataframe_records": json.dumps({"dataframe_records": records}),
+        "instances": json.dumps({"instances": records}),
+        "inputs as columns": json.dumps({"inputs": columns}),
+        "inputs as rows": json.dumps({"inputs": rows}),
+    }
+    for name, body in bodies.items():
+        r = client.post("/invocations", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 200, (name, r.text)
+        assert r.json() == {"predictions": expected}, name
+        assert r.headers["X-Model-Version"] == "1"
+    # the same checks as /predict, naming the field; a body that is none of the formats is refused as such
+    wrong = client.post("/invocations", json={"dataframe_records": [{**RECORD, "hr": 24}]})
+    assert wrong.status_code == 422 and wrong.json()["detail"][0]["loc"] == ["body", 0, "hr"]
+    unknown = client.post("/invocations", json={"records": records})
+    assert unknown.status_code == 422 and "expected exactly one of" in unknown.json()["detail"][0]["msg"]
+    assert client.get("/ping").status_code == 200
+    assert client.get("/version").text == __import__("importlib.metadata").metadata.version("mlops-loop")
