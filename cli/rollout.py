@@ -24,6 +24,7 @@ ReadTokenOpt = Annotated[
         show_default=False,
     ),
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 IdArg = Annotated[str | None, typer.Argument(help="Rollout id [default: the current rollout].")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TOKEN = "dev-admin-token"
@@ -128,7 +129,8 @@ def abort(rollout_id: IdArg = None, url: UrlOpt = DEFAULT_URL, token: TokenOpt =
 
 @rollout_app.command()
 def rollback(url: UrlOpt = DEFAULT_URL, token: TokenOpt = DEFAULT_TOKEN) -> None:
-    """After a promotion: serve the previous version again (registry aliases follow)."""
+    """Undo the last promotion: serve the previous version again (registry aliases follow). Refused (exit 1,
+    with the reason) after an aborted rollout or a rollback already done."""
     _echo(_call("POST", url, token, "/rollback"))
 
 
@@ -137,9 +139,14 @@ def history(
     limit: Annotated[int, typer.Option(help="How many rollouts.")] = 20,
     url: UrlOpt = DEFAULT_URL,
     token: ReadTokenOpt = DEFAULT_TOKEN,
+    as_json: JsonOpt = False,
 ) -> None:
     """Past rollouts, newest first: strategy, versions, outcome and why."""
-    for r in _call("GET", url, token, "/rollouts", params={"limit": limit}):
+    rollouts = _call("GET", url, token, "/rollouts", params={"limit": limit})
+    if as_json:
+        _echo(rollouts)
+        return
+    for r in rollouts:
         typer.echo(
             f"{r['id']}  {r['strategy']:<10} v{r['stable_version']} -> v{r['candidate_version']}  "
             f"{r['phase']:<12} {r['reason']}"
@@ -147,10 +154,18 @@ def history(
 
 
 @rollout_app.command()
-def why(rollout_id: IdArg = None, url: UrlOpt = DEFAULT_URL, token: ReadTokenOpt = DEFAULT_TOKEN) -> None:
-    """A plain-language account of why a rollout was promoted or rolled back, from its decision log."""
+def why(
+    rollout_id: IdArg = None, url: UrlOpt = DEFAULT_URL, token: ReadTokenOpt = DEFAULT_TOKEN, as_json: JsonOpt = False
+) -> None:
+    """A plain-language account of why a rollout was promoted or rolled back, from its decision log
+    (--json: the account, the rollout and its decision log as one object)."""
     rid = rollout_id or _call("GET", url, token, "/rollouts", params={"limit": 1})[0]["id"]
-    _echo(_call("GET", url, token, f"/rollouts/{rid}/why"))
+    account = _call("GET", url, token, f"/rollouts/{rid}/why")
+    if as_json:
+        rollout = _call("GET", url, token, f"/rollouts/{rid}")
+        _echo({"why": account, "rollout": rollout, "events": _call("GET", url, token, f"/rollouts/{rid}/events")})
+        return
+    _echo(account)
 
 
 @rollout_app.command()

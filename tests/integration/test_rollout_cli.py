@@ -42,6 +42,13 @@ def test_operator_session(registry_state: Path, tmp_path: Path):
         why = rollout(url, "why", rid).stdout
         assert "was ABORTED" in why and "paused" in why and "resumed" in why
         assert rid in rollout(url, "history").stdout
+        (latest, *_) = json.loads(rollout(url, "history", "--json").stdout)
+        assert latest["id"] == rid and latest["phase"] == "aborted"
+        account = json.loads(rollout(url, "why", rid, "--json").stdout)
+        assert "was ABORTED" in account["why"] and [e["kind"] for e in account["events"]][-1] == "aborted"
+        # nothing was promoted: there is nothing to roll back, and the CLI says why
+        back = rollout(url, "rollback")
+        assert back.returncode == 1 and "ended aborted" in back.stderr
         wrong = rollout(url, "status", token="nope")
         assert wrong.returncode == 1 and "403" in wrong.stderr
     down = rollout(url, "status")
