@@ -10,7 +10,7 @@ Answers = dict[int | str, dict[str, Any]]
 BODY_ANSWERS: Answers = {
     400: {"description": "The body cannot be read as JSON text (bytes that are not UTF-8, say)."},
     413: {"description": "The body is larger than MLOPS_MAX_BODY_BYTES, or holds too many records."},
-    415: {"description": "The body is not declared as JSON (Content-Type: application/json)."},
+    415: {"description": "The body is declared as something else than JSON (Content-Type)."},
 }
 # Any route that reads or writes the service's database.
 DATABASE_ANSWER: Answers = {

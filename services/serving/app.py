@@ -33,6 +33,7 @@ from core.predlog import LoggedRequest, PredictionLog, prediction_ids
 from core.telemetry import disable_telemetry
 from core.usecase import UseCase, load_use_case
 from models.records import label_problem
+from services.serving import oip
 from services.serving.admin import admin_router
 from services.serving.answers import BODY_ANSWERS, DATABASE_ANSWER
 from services.serving.control import Control
@@ -159,11 +160,12 @@ BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
 class JsonBodiesOnly:
-    """Answers 415 to a request whose body is not declared as JSON, before anything reads it.
+    """Answers 415 to a request whose body is declared as anything but JSON, before anything reads it.
 
     Without it a ``text/plain`` or XML body would be parsed as JSON anyway (the record routes read
-    raw bytes), and a client that sends the wrong thing would learn it from a confusing 422.
-    A request without a body (``POST /admin/reload``) needs no Content-Type.
+    raw bytes), and a client that sends the wrong thing would learn it from a confusing 422. A
+    body with no Content-Type at all is read as JSON, as FastAPI reads one: Open Inference
+    Protocol clients (Triton's) send none.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -174,10 +176,9 @@ class JsonBodiesOnly:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        has_body = headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
         media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if has_body and not (media_type == b"application/json" or media_type.endswith(b"+json")):
-            given = media_type.decode(errors="replace") or "none"
+        if media_type and not (media_type == b"application/json" or media_type.endswith(b"+json")):
+            given = media_type.decode(errors="replace")
             response = JSONResponse(
                 {"detail": f"the body must be JSON (Content-Type: application/json), not {given}"},
                 status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
@@ -388,6 +389,9 @@ def create_app(
         from importlib.metadata import version as installed
 
         return PlainTextResponse(installed("mlops-loop"))
+
+    # The Open Inference Protocol (KServe/Triton v2 REST), through the same path as /predict.
+    oip.install(app, serve=_serve)
 
     @app.post(
         "/explain",

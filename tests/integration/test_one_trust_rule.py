@@ -31,6 +31,7 @@ def test_a_version_holding_a_type_outside_the_rule_is_refused_by_every_loader(tm
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = MlflowRegistry(tracking_uri=uri, artifact_root=tmp_path / "artifacts")
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # process-wide: an earlier test may have pointed it elsewhere
     experiment = mlflow.create_experiment("trust", artifact_location=(tmp_path / "artifacts").as_uri())
     with mlflow.start_run(experiment_id=experiment):
         # the file lists its own types as trusted, as anyone's model file can

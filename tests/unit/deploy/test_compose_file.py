@@ -131,8 +131,12 @@ def test_the_service_is_replicated_behind_nginx_and_shares_one_state(data):
     assert serving["command"][-1] == "8000" and serving["healthcheck"]["test"][-1] == "http://127.0.0.1:8000/ready"
     env = serving["environment"]
     assert env["MLOPS_STATE_DB_URL"] == env["MLOPS_PREDICTION_LOG_URL"] and env["MLOPS_DEV_MODE"] == "false"
-    assert gateway["image"].startswith("nginx:") and gateway["ports"] == ["127.0.0.1:${GATEWAY_PORT:-8000}:8000"]
+    assert gateway["image"].startswith("nginx:") and gateway["ports"] == [
+        "127.0.0.1:${GATEWAY_PORT:-8000}:8000",
+        "127.0.0.1:${GATEWAY_TLS_PORT:-8443}:8443",  # TLS, once `make certs` has put a certificate in
+    ]
     assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in gateway["volumes"]
+    assert "${GATEWAY_TLS_DIR:-./deploy/nginx/tls}:/etc/nginx/tls:ro" in gateway["volumes"]
     assert services["worker"]["environment"]["MLOPS_SERVING_URL"] == "http://gateway:8000"
 
 
