@@ -474,6 +474,21 @@ def doctor(
     raise typer.Exit(1 if findings else 0)
 
 
+@app.command()
+def settings(
+    out: Annotated[Path | None, typer.Option("--out", help="Write it to this file instead of printing it.")] = None,
+) -> None:
+    """Every setting (MLOPS_* variables), its default, bounds and what it sets, as Markdown: the
+    settings reference, generated from the settings classes (docs/settings.md is this output)."""
+    from cli.settings_doc import settings_markdown
+
+    text = settings_markdown()
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text)
+
+
 @usecase_app.command("schema")
 def usecase_schema(
     out: Annotated[Path | None, typer.Option("--out", help="Write it to this file instead of printing it.")] = None,

@@ -16,8 +16,10 @@ MIN_TOKEN_LENGTH = 16
 
 class ServingSettings(CommonSettings):
     use_case: str = Field(default="bike_demand", description="Use case whose champion is served.")
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(
+        default="127.0.0.1", description="Address `mlops serve` listens on (loopback: see docs/security.md)."
+    )
+    port: int = Field(default=8000, description="Port `mlops serve` listens on.")
     admin_token: str = Field(
         default=DEFAULT_ADMIN_TOKEN, description="Token for every /admin call (or MLOPS_ADMIN_TOKEN_FILE)."
     )
