@@ -26,6 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    epilog="Exit codes: 0 done; 1 refused (a batch rejected whole, a rollout action refused, a doctor "
+    "finding); 2 bad input (an unknown use case, a malformed YAML or setting, a missing file); 3 a "
+    "service or dependency that cannot be reached.",
 )
 
 app.add_typer(rollout_app, name="rollout")

@@ -37,6 +37,7 @@ def test_version_and_the_use_case_schema(tmp_path):
 
     out = mlops("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"mlops-loop {version('mlops-loop')}"
+    assert "Exit codes: 0 done; 1 refused" in " ".join(mlops("--help").stdout.split())
     written = tmp_path / "schema.json"
     assert mlops("usecase", "schema", "--out", str(written)).returncode == 0
     assert written.read_text() == (ROOT / "usecases" / "usecase.schema.json").read_text()
