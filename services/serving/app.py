@@ -8,40 +8,35 @@ through ``/feedback``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
-import re
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Annotated, Any
 
-import numpy as np
 import orjson
 import sqlalchemy as sa
 from fastapi import FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.predlog import LoggedRequest, PredictionLog, prediction_ids
+from core.predlog import PredictionLog, prediction_ids
 from core.telemetry import disable_telemetry
-from core.usecase import UseCase, load_use_case
+from core.usecase import load_use_case
 from models.records import label_problem
 from services.serving import oip
 from services.serving.admin import admin_router
 from services.serving.answers import BODY_ANSWERS, DATABASE_ANSWER
 from services.serving.control import Control
 from services.serving.dependencies import ServiceState, State
+from services.serving.middleware import BodySizeLimit, JsonBodiesOnly
 from services.serving.mlflow_protocol import MLFLOW_BODY, mlflow_records
-from services.serving.model_store import LoadedModel, ServingRegistry, model_source_for
+from services.serving.model_store import ServingRegistry, model_source_for
+from services.serving.predicting import parse_records, prediction_labels, serve, serving_snapshot
 from services.serving.rollouts.clock import Clock, SystemClock
-from services.serving.rollouts.router import PIN_HEADER, Route, route
+from services.serving.rollouts.router import PIN_HEADER
 from services.serving.rollouts.store import RolloutStore
 from services.serving.schemas import (
     ExplainResponse,
@@ -56,136 +51,6 @@ from services.serving.schemas import (
 from services.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,96}$")
-
-
-def _parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
-    """One record (an object) or a batch (a list), validated from the bytes into plain dicts.
-
-    The valid case is the fast one: pydantic parses and checks the JSON in one pass, with no
-    Python object per value beyond the dicts the model needs. Errors name the field and the
-    value, as FastAPI's own do.
-    """
-    start = body.lstrip()[:1]
-    try:
-        if start == b"{":
-            return [state.one.validate_json(body)]
-        if start == b"[":
-            records = state.many.validate_json(body)
-            if not records:
-                raise RequestValidationError(
-                    [{"type": "too_short", "loc": ("body",), "msg": "empty batch", "input": []}]
-                )
-            _check_batch_size(state, len(records))
-            return records
-    except ValidationError as err:
-        errors = err.errors(include_url=False)
-        if errors and errors[0]["type"] == "json_invalid":
-            raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {errors[0]['msg']}", "input": None}]
-            ) from None
-        if start == b"[":  # an oversized batch is refused as such, whatever else is wrong with it
-            with contextlib.suppress(orjson.JSONDecodeError):
-                payload = orjson.loads(body)
-                if isinstance(payload, list):
-                    _check_batch_size(state, len(payload))
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise RequestValidationError(
-            [{"type": "json_invalid", "loc": ("body",), "msg": f"invalid JSON: {err}", "input": None}]
-        ) from None
-    raise RequestValidationError(
-        [
-            {
-                "type": "model_type",
-                "loc": ("body",),
-                "msg": "expected a record (object) or a batch (list of records)",
-                "input": type(payload).__name__,
-            }
-        ]
-    )
-
-
-def _check_batch_size(state: ServiceState, n: int) -> None:
-    if n > state.settings.max_records:
-        raise HTTPException(
-            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            f"{n} records in one request; the limit is {state.settings.max_records}",
-        )
-
-
-class BodySizeLimit:
-    """Refuses a request body past the limit, for every route, however the body arrives.
-
-    A declared Content-Length over the limit is answered 413 before anything reads the body; a
-    chunked body is counted as it is read, and 413 is raised the moment it passes the limit.
-    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` wraps every request in extra
-    tasks and streams, which costs more than a whole single-record prediction's parsing.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for key, value in scope["headers"]:
-            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                detail = f"request body of {value.decode()} bytes exceeds {self.max_bytes}"
-                response = JSONResponse({"detail": detail}, status_code=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-                await response(scope, receive, send)
-                return
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # An HTTPException: the app's exception handling turns it into the 413 answer.
-                    raise HTTPException(
-                        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, f"request body exceeds {self.max_bytes} bytes"
-                    )
-            return message
-
-        await self.app(scope, counted, send)
-
-
-BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
-
-
-class JsonBodiesOnly:
-    """Answers 415 to a request whose body is declared as anything but JSON, before anything reads it.
-
-    Without it a ``text/plain`` or XML body would be parsed as JSON anyway (the record routes read
-    raw bytes), and a client that sends the wrong thing would learn it from a confusing 422. A
-    body with no Content-Type at all is read as JSON, as FastAPI reads one: Open Inference
-    Protocol clients (Triton's) send none.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"].encode() not in BODY_METHODS:
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope["headers"])
-        media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if media_type and not (media_type == b"application/json" or media_type.endswith(b"+json")):
-            given = media_type.decode(errors="replace")
-            response = JSONResponse(
-                {"detail": f"the body must be JSON (Content-Type: application/json), not {given}"},
-                status_code=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            )
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 def create_app(
@@ -330,12 +195,12 @@ def create_app(
         During a rollout the router picks the version; `X-Pin-Variant: stable|candidate` pins it
         (internal testers, blue-green preview) and the A/B routing header keeps a user on one arm.
         """
-        served = await _serve(state, request, await request.body(), x_request_id=x_request_id, pin=x_pin_variant)
+        served = await serve(state, request, await request.body(), x_request_id=x_request_id, pin=x_pin_variant)
         model, variant, values, request_id = served.model, served.variant, served.values, served.request_id
         records = served.records
         ids = prediction_ids(request_id, len(records))
         classifier = state.use_case.task == "classification"
-        labels = _labels(values, state.use_case, threshold=model.threshold)
+        labels = prediction_labels(values, state.use_case, threshold=model.threshold)
         # Serialized here, not through the response model: on a 1,000-record batch, validating and
         # dumping 1,000 pydantic objects costs more than predicting them. The shape is PredictResponse's.
         body = {
@@ -368,7 +233,7 @@ def create_app(
         routing, micro-batching and logging as /predict."""
         body = await request.body()
         records = mlflow_records(body, features=state.use_case.features)
-        served = await _serve(state, request, orjson.dumps(records), x_request_id=x_request_id, pin=x_pin_variant)
+        served = await serve(state, request, orjson.dumps(records), x_request_id=x_request_id, pin=x_pin_variant)
         answer = {"predictions": served.values.tolist()}
         return Response(orjson.dumps(answer), media_type="application/json", headers=served.headers)
 
@@ -391,7 +256,7 @@ def create_app(
         return PlainTextResponse(installed("mlops-loop"))
 
     # The Open Inference Protocol (KServe/Triton v2 REST), through the same path as /predict.
-    oip.install(app, serve=_serve)
+    oip.install(app, serve=serve)
 
     @app.post(
         "/explain",
@@ -412,10 +277,10 @@ def create_app(
         the model's training background, adding up to the prediction minus the base value. Same body
         and checks as /predict; explains the stable version (`X-Pin-Variant: candidate` for the other).
         Nothing is logged: an explanation is not a prediction served to a user."""
-        snap = _serving_snapshot(state, pin=x_pin_variant)
+        snap = serving_snapshot(state, pin=x_pin_variant)
         model = snap.candidate if x_pin_variant == "candidate" else snap.stable
         assert model is not None  # a candidate pin without a candidate was refused above
-        records = _parse_records(state, await request.body())
+        records = parse_records(state, await request.body())
         if len(records) > state.settings.explain_max_records:
             raise HTTPException(
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
@@ -477,44 +342,6 @@ def create_app(
     return app
 
 
-@dataclass(frozen=True)
-class Served:
-    """One answered request: the records, the version and variant that answered, their values."""
-
-    request_id: str
-    records: list[dict[str, Any]]
-    model: LoadedModel
-    variant: str
-    values: Any
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"X-Model-Version": self.model.version, "X-Variant": self.variant, "X-Request-ID": self.request_id}
-
-
-async def _serve(
-    state: ServiceState, request: Request, body: bytes, *, x_request_id: str | None, pin: str | None
-) -> Served:
-    """What every prediction route does: check, route, predict (micro-batched), log, mirror."""
-    snap = _serving_snapshot(state, pin=pin)
-    if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-Request-ID must be 1-96 chars of [A-Za-z0-9._:-]")
-    records = _parse_records(state, body)
-    if x_request_id is not None:
-        await _check_request_id(state, x_request_id, records)
-    request_id = x_request_id or uuid.uuid4().hex
-    rollout = snap.rollout if snap.candidate is not None else None
-    routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None
-    decision = route(rollout, request_key=request_id, routing_key=routing_key, pin=pin)  # type: ignore[arg-type]
-    model, variant, values, entries = await _answer(state, snap, decision, request_id, records)
-    await state.writer.submit(entries)
-    if decision.mirror and snap.candidate is not None:
-        task = asyncio.create_task(_mirror(state, snap.candidate, request_id, records))
-        state.background.add(task)
-        task.add_done_callback(state.background.discard)
-    return Served(request_id, records, model, variant, values)
-
-
 async def _unknown_ids(state: ServiceState, ids: list[str]) -> list[str]:
     """The ids the prediction log does not hold, after a bounded wait for the ones still on their way."""
     if not ids:
@@ -530,104 +357,6 @@ async def _unknown_ids(state: ServiceState, ids: list[str]) -> list[str]:
     return unknown
 
 
-async def _check_request_id(state: ServiceState, request_id: str, records: list[dict[str, Any]]) -> None:
-    """A client-chosen X-Request-ID names one request for the life of the prediction log.
-
-    The same records again are a retry (a gateway's, a client's): answered again and logged once.
-    Other records under a used id are refused: logged under it, they would be lost (the log keeps
-    one answer per id), and labels sent for its prediction ids would join the wrong records.
-    """
-    earlier = state.writer.pending_records(request_id)
-    if earlier is None:
-        earlier = await asyncio.to_thread(state.log.request_records, request_id)
-    if earlier is not None and earlier != records:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            f"X-Request-ID '{request_id}' was used for other records: send a new id (a retry must send the "
-            "same records)",
-        )
-
-
-def _serving_snapshot(state: ServiceState, *, pin: str | None) -> Any:
-    """What serves now; 503 when nothing does, 400 for an unknown pin, 409 for a candidate pin without one."""
-    snap = state.control.snapshot
-    if snap is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model to serve: {state.control.last_error}")
-    if pin not in (None, "stable", "candidate"):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{PIN_HEADER} must be 'stable' or 'candidate'")
-    if pin == "candidate" and snap.candidate is None:
-        raise HTTPException(status.HTTP_409_CONFLICT, "no rollout in progress: there is no candidate to pin")
-    return snap
-
-
-async def _timed_predict(
-    state: ServiceState, model: LoadedModel, records: list[dict[str, Any]]
-) -> tuple[Any, str | None, float]:
-    """(values, error, latency in ms): a failure is returned, not raised, so the caller decides what it means.
-
-    The call joins the model's micro-batch: concurrent requests share one predict call.
-    """
-    result = await state.predict(model, records)
-    return result.values, result.error, result.latency_ms
-
-
-def _record(
-    state: ServiceState,
-    model: LoadedModel,
-    variant: str,
-    values: Any,
-    error: str | None,
-    latency: float,
-    *,
-    request_id: str,
-    records: list[dict[str, Any]],
-) -> LoggedRequest:
-    state.metrics.count(
-        version=model.version, variant=variant, ok=error is None, records=len(records), latency_s=latency / 1000
-    )
-    return state.log_entry(
-        request_id=request_id,
-        records=records,
-        model=model,
-        variant=variant,
-        values=values,
-        latency_ms=latency,
-        error=error,
-    )
-
-
-async def _answer(
-    state: ServiceState,
-    snap: Any,
-    decision: Route,
-    request_id: str,
-    records: list[dict[str, Any]],
-) -> tuple[LoadedModel, str, Any, list[LoggedRequest]]:
-    """Predict with the routed version. A failing candidate falls back to stable; its failure is logged."""
-    where = {"request_id": request_id, "records": records}
-    entries: list[LoggedRequest] = []
-    if decision.variant == "candidate" and snap.candidate is not None:
-        values, error, latency = await _timed_predict(state, snap.candidate, records)
-        entries.append(_record(state, snap.candidate, "candidate", values, error, latency, **where))
-        if error is None:
-            return snap.candidate, "candidate", values, entries
-    values, error, latency = await _timed_predict(state, snap.stable, records)
-    if error is not None:
-        raise HTTPException(
-            status.HTTP_500_INTERNAL_SERVER_ERROR, f"model v{snap.stable.version} failed: {error.split(':')[0]}"
-        )
-    entries.append(_record(state, snap.stable, "stable", values, None, latency, **where))
-    return snap.stable, "stable", values, entries
-
-
-async def _mirror(state: ServiceState, candidate: LoadedModel, request_id: str, records: list[dict[str, Any]]) -> None:
-    """Shadow traffic: the candidate answers off the user's path; its answer is only logged."""
-    values, error, latency = await _timed_predict(state, candidate, records)
-    await state.writer.submit(
-        [_record(state, candidate, "shadow", values, error, latency, request_id=request_id, records=records)]
-    )
-
-
 def _json_safe(error: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in error.items() if k in ("type", "loc", "msg", "input")}
     value = out.get("input")
@@ -636,15 +365,6 @@ def _json_safe(error: dict[str, Any]) -> dict[str, Any]:
     elif not isinstance(value, str | int | float | bool | list | dict | type(None)):
         out["input"] = repr(value)
     return out
-
-
-def _labels(values: np.ndarray, use_case: UseCase, *, threshold: float) -> list[str | None]:
-    """A classifier's label: the positive class when the probability reaches the version's threshold."""
-    if use_case.task != "classification":
-        return [None] * len(values)
-    categories = use_case.schema_.columns[use_case.target].categories or []
-    negative = next(c for c in categories if c != use_case.positive_class)
-    return [use_case.positive_class if v >= threshold else negative for v in values]
 
 
 def app_from_env() -> FastAPI:
