@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-# Kept in step with services.serving.settings (not imported: the doctor must run without the service).
-PUBLIC_TOKENS = frozenset({"dev-admin-token", "change-me"})
-MIN_TOKEN_LENGTH = 16
+from core.settings import read_secret_file
+from services.serving.settings import MIN_TOKEN_LENGTH, PUBLIC_TOKENS
+
 DATABASE_VARIABLES = ("MLOPS_PREDICTION_LOG_URL", "MLOPS_STATE_DB_URL", "MLOPS_TRACKING_URI")
 TLS_SSLMODES = frozenset({"require", "verify-ca", "verify-full"})
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -46,7 +46,7 @@ def read_environment(root: Path, environ: Mapping[str, str]) -> dict[str, str]:
     for key, path in list(merged.items()):
         if key.startswith("MLOPS_") and key.endswith("_FILE") and key.removesuffix("_FILE") not in merged:
             try:
-                merged[key.removesuffix("_FILE")] = Path(path).read_text().rstrip("\r\n")
+                merged[key.removesuffix("_FILE")] = read_secret_file(path)
             except OSError:
                 pass  # the service refuses to start on it, naming the file
     return merged

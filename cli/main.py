@@ -38,9 +38,9 @@ app.add_typer(usecase_app, name="usecase")
 
 def _version(value: bool) -> None:
     if value:
-        from importlib.metadata import version
+        from core.version import PACKAGE, installed_version
 
-        typer.echo(f"mlops-loop {version('mlops-loop')}")
+        typer.echo(f"{PACKAGE} {installed_version()}")
         raise typer.Exit()
 
 

@@ -21,6 +21,12 @@ def default_usecases_dir() -> Path:
     return here if here.is_dir() else PROJECT_ROOT / "usecases"
 
 
+def read_secret_file(path: str) -> str:
+    """A secret's value from its file. A trailing newline is an artefact of `echo` and of editors,
+    never part of a secret. OSError when the file cannot be read."""
+    return Path(path).read_text().rstrip("\r\n")
+
+
 class SecretFileError(ValueError):
     """A ``*_FILE`` variable that cannot be used: both forms set, or a file that cannot be read."""
 
@@ -47,8 +53,7 @@ class SecretFiles(PydanticBaseSettingsSource):
             if variable in os.environ:
                 raise SecretFileError(f"both {variable} and {variable}_FILE are set: keep one")
             try:
-                # A trailing newline is an artefact of `echo` and of editors, never part of a secret.
-                values[name] = Path(path).read_text().rstrip("\r\n")
+                values[name] = read_secret_file(path)
             except OSError as err:
                 raise SecretFileError(f"{variable}_FILE={path} cannot be read: {err.strerror}") from None
         return values

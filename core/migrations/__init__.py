@@ -13,11 +13,14 @@ existing data invisible.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
+log = logging.getLogger(__name__)
 
 # Any constant shared by every process of the project: the key of the migration lock.
 _LOCK = 0x6D6C6F7073  # "mlops"
@@ -87,8 +90,6 @@ def create_missing(conn: sa.Connection, metadata: sa.MetaData) -> None:
     tables holds some or all of them already (and perhaps rows that an index added later would
     reject: that index is then left out, with a warning, rather than failing the start-up).
     """
-    import logging
-
     metadata.create_all(conn, checkfirst=True)
     for table in metadata.sorted_tables:
         for index in table.indexes:
@@ -96,6 +97,4 @@ def create_missing(conn: sa.Connection, metadata: sa.MetaData) -> None:
                 with conn.begin_nested():  # a failed CREATE must not abort the whole transaction
                     index.create(conn, checkfirst=True)
             except sa.exc.IntegrityError as err:
-                logging.getLogger(__name__).warning(
-                    "index %s not created: existing rows violate it (%s)", index.name, err.orig
-                )
+                log.warning("index %s not created: existing rows violate it (%s)", index.name, err.orig)

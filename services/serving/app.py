@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from core.predlog import PredictionLog, prediction_ids
 from core.telemetry import disable_telemetry
 from core.usecase import load_use_case
+from core.version import installed_version
 from models.records import label_problem
 from services.serving import oip
 from services.serving.admin import admin_router
@@ -251,12 +252,10 @@ def create_app(
     @app.get("/version", tags=["mlflow"], response_class=PlainTextResponse)
     async def version() -> PlainTextResponse:
         """The service's version (MLflow's scoring server answers its own here)."""
-        from importlib.metadata import version as installed
-
-        return PlainTextResponse(installed("mlops-loop"))
+        return PlainTextResponse(installed_version())
 
     # The Open Inference Protocol (KServe/Triton v2 REST), through the same path as /predict.
-    oip.install(app, serve=serve)
+    oip.install(app)
 
     @app.post(
         "/explain",

@@ -275,37 +275,20 @@ class Control:
         try:
             record_promotion(self.source, self.model_name, new=stable, old=previous, actor="controller", reason=reason)
         except Exception as err:  # noqa: BLE001 - the serving state stands; the next tick tries again
-            if self._registry_lag_reported != revision:
+            if self._registry_lag_reported != revision:  # once per change, not once per tick
                 self._registry_lag_reported = revision
                 log.warning("the registry's aliases do not follow v%s yet: %s", stable, err)
-                if latest is not None:
-                    self.store.append(
-                        [
-                            Event(
-                                latest.id,
-                                self.clock.now(),
-                                "registry_error",
-                                "controller",
-                                f"could not move the registry aliases (retrying): {err}",
-                            )
-                        ]
-                    )
+                self._log_to(latest, "registry_error", f"could not move the registry aliases (retrying): {err}")
             return
-        if self.store.mark_registry_synced(self.model_name, revision) and latest is not None:
+        if self.store.mark_registry_synced(self.model_name, revision):
             when = " (completed after a restart)" if after_restart else ""
             moved = f"champion -> v{stable}" + (f", previous -> v{previous}" if previous else "")
-            self.store.append(
-                [
-                    Event(
-                        latest.id,
-                        self.clock.now(),
-                        "registry",
-                        "controller",
-                        f"registry: {moved}{when}",
-                        {"revision": revision},
-                    )
-                ]
-            )
+            self._log_to(latest, "registry", f"registry: {moved}{when}", {"revision": revision})
+
+    def _log_to(self, rollout: Rollout | None, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+        """A controller's line in a rollout's decision log (none when no rollout was ever made)."""
+        if rollout is not None:
+            self.store.append([Event(rollout.id, self.clock.now(), kind, "controller", message, data or {})])
 
     # -- operator actions -------------------------------------------------------------------------------
     async def start_rollout(self, config: RolloutConfig, *, actor: str) -> Rollout:
@@ -355,15 +338,16 @@ class Control:
 
     async def rollback(self, *, actor: str) -> dict[str, Any]:
         """Undo the last promotion: make the previous version stable again (one command)."""
-        stable, previous, _ = await asyncio.to_thread(self.store.serving_state, self.model_name)
+        row = await asyncio.to_thread(self.store.serving_row, self.model_name)
         latest = await asyncio.to_thread(self.store.latest, self.model_name)
         history = await asyncio.to_thread(self.store.events, latest.id) if latest else []
+        stable, previous = (row.stable, row.previous) if row else (None, None)
         refusal = engine.rollback_refusal(
             latest,
             rolled_back_at=max((e.ts for e in history if e.kind == "rollback"), default=None),
             stable=stable,
             previous=previous,
-            changed_at=await asyncio.to_thread(self.store.stable_changed_at, self.model_name),
+            changed_at=row.updated_at if row else 0.0,
         )
         if refusal is not None:
             raise RolloutError(refusal)

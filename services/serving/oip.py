@@ -7,7 +7,8 @@ output tensor, ``predictions`` (FP64, shape ``[n]``): the values /predict gives.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -16,6 +17,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from core.usecase import ColumnSpec, UseCase
+from core.version import PACKAGE, installed_version
+from services.serving.dependencies import ServiceState, State
+from services.serving.predicting import serve, serving_snapshot
 
 # The protocol's datatype of each use-case column type.
 DATATYPES = {"int": "INT64", "bool": "INT64", "float": "FP64", "category": "BYTES", "str": "BYTES"}
@@ -35,7 +39,7 @@ def model_metadata(use_case: UseCase, versions: Sequence[str]) -> dict[str, Any]
     return {
         "name": use_case.model_name,
         "versions": list(versions),
-        "platform": "mlops-loop",
+        "platform": PACKAGE,
         "inputs": [_tensor(name, columns[name]) for name in use_case.features],
         "outputs": [{"name": OUTPUT, "datatype": "FP64", "shape": [-1]}],
     }
@@ -85,81 +89,68 @@ def infer_response(*, use_case: UseCase, version: str, request_id: str, values: 
     }
 
 
-# serve(state, request, body, x_request_id=..., pin=...) -> the answered request (app.Served)
-Serve = Callable[..., Awaitable[Any]]
 ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
     400: {"description": 'A request the protocol or the features\' rules refuse: `{"error": ...}`.'},
     404: {"description": "No such model or served version."},
     503: {"description": "No model loaded yet."},
 }
+TAGS: list[str | Enum] = ["open inference protocol"]
 
 
-def install(app: FastAPI, *, serve: Serve) -> None:
-    """The protocol's routes on ``app``; inference goes through ``serve``, as /predict's does."""
+def _served_pin(state: ServiceState, name: str, version: str | None) -> str | None:
+    """The variant a version path names (None: routed as /predict routes); 404 for another model or version."""
+    if name != state.use_case.model_name:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, f"no model '{name}' (this service serves {state.use_case.model_name})"
+        )
+    snap = serving_snapshot(state, pin=None)  # 503 when nothing is loaded, as /predict answers
+    if version is None or version == snap.stable.version:
+        return None if version is None else "stable"
+    if snap.candidate is not None and version == snap.candidate.version:
+        return "candidate"
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"version {version} is not served now")
 
-    def served_pin(request: Request, name: str, version: str | None) -> str | None:
-        """The variant a version path names (None: routed as /predict routes)."""
-        state = request.app.state.service
-        if name != state.use_case.model_name:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND, f"no model '{name}' (this service serves {state.use_case.model_name})"
-            )
-        snap = state.control.snapshot
-        if snap is None:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {state.control.last_error}")
-        if version is None or version == snap.stable.version:
-            return None if version is None else "stable"
-        if snap.candidate is not None and version == snap.candidate.version:
-            return "candidate"
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"version {version} is not served now")
 
-    def versions(request: Request) -> list[str]:
-        snap = request.app.state.service.control.snapshot
-        return [] if snap is None else [m.version for m in (snap.stable, snap.candidate) if m is not None]
+def install(app: FastAPI) -> None:
+    """The protocol's routes on ``app``; inference goes through /predict's path (predicting.serve)."""
 
-    @app.get("/v2/health/live", tags=["open inference protocol"])
+    @app.get("/v2/health/live", tags=TAGS)
     async def live() -> dict[str, bool]:
         return {"live": True}
 
-    @app.get("/v2/health/ready", tags=["open inference protocol"], responses={503: {"description": "Not ready."}})
-    async def ready(request: Request) -> JSONResponse:
-        up = request.app.state.service.control.snapshot is not None
+    @app.get("/v2/health/ready", tags=TAGS, responses={503: {"description": "Not ready."}})
+    async def ready(state: State) -> JSONResponse:
+        up = state.control.snapshot is not None
         return JSONResponse({"ready": up}, status_code=200 if up else 503)
 
-    @app.get("/v2", tags=["open inference protocol"])
-    async def server(request: Request) -> dict[str, Any]:
-        from importlib.metadata import version
+    @app.get("/v2", tags=TAGS)
+    async def server() -> dict[str, Any]:
+        return {"name": PACKAGE, "version": installed_version(), "extensions": []}
 
-        return {"name": "mlops-loop", "version": version("mlops-loop"), "extensions": []}
+    @app.get("/v2/models/{name}", tags=TAGS, responses=ERROR_ANSWERS)
+    @app.get("/v2/models/{name}/versions/{version}", tags=TAGS, responses=ERROR_ANSWERS)
+    async def metadata(state: State, name: str, version: str | None = None) -> dict[str, Any]:
+        _served_pin(state, name, version)
+        snap = state.control.snapshot
+        served = [m.version for m in (snap.stable, snap.candidate) if m is not None] if snap else []
+        return model_metadata(state.use_case, [version] if version else served)
 
-    @app.get("/v2/models/{name}", tags=["open inference protocol"], responses=ERROR_ANSWERS)
-    @app.get("/v2/models/{name}/versions/{version}", tags=["open inference protocol"], responses=ERROR_ANSWERS)
-    async def metadata(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-        served_pin(request, name, version)
-        return model_metadata(request.app.state.service.use_case, [version] if version else versions(request))
-
-    @app.get("/v2/models/{name}/ready", tags=["open inference protocol"], responses=ERROR_ANSWERS)
-    @app.get("/v2/models/{name}/versions/{version}/ready", tags=["open inference protocol"], responses=ERROR_ANSWERS)
-    async def model_ready(request: Request, name: str, version: str | None = None) -> dict[str, Any]:
-        served_pin(request, name, version)
+    @app.get("/v2/models/{name}/ready", tags=TAGS, responses=ERROR_ANSWERS)
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=TAGS, responses=ERROR_ANSWERS)
+    async def model_ready(state: State, name: str, version: str | None = None) -> dict[str, Any]:
+        _served_pin(state, name, version)
         return {"name": name, "ready": True}
 
     infer_body = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 
+    @app.post("/v2/models/{name}/infer", tags=TAGS, responses=ERROR_ANSWERS, openapi_extra=infer_body)
     @app.post(
-        "/v2/models/{name}/infer", tags=["open inference protocol"], responses=ERROR_ANSWERS, openapi_extra=infer_body
+        "/v2/models/{name}/versions/{version}/infer", tags=TAGS, responses=ERROR_ANSWERS, openapi_extra=infer_body
     )
-    @app.post(
-        "/v2/models/{name}/versions/{version}/infer",
-        tags=["open inference protocol"],
-        responses=ERROR_ANSWERS,
-        openapi_extra=infer_body,
-    )
-    async def infer(request: Request, name: str, version: str | None = None) -> JSONResponse:
+    async def infer(request: Request, state: State, name: str, version: str | None = None) -> JSONResponse:
         """Inference: one input tensor per feature, one output tensor `predictions` (/predict's values)."""
-        state = request.app.state.service
         try:
-            pin = served_pin(request, name, version)
+            pin = _served_pin(state, name, version)
             request_id, records = oip_records(await request.body(), state.use_case)
             served = await serve(state, request, orjson.dumps(records), x_request_id=request_id, pin=pin)
         except OipError as err:

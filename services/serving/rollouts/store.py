@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,21 @@ events = sa.Table(
 )
 
 
+@dataclass(frozen=True)
+class ServingRow:
+    """Which version serves a model, the one before it, and whether the registry has followed."""
+
+    stable: str
+    previous: str | None
+    revision: int
+    updated_at: float  # when the serving version last changed
+    registry_revision: int | None  # the revision the registry's aliases agree with
+
+    @property
+    def registry_lags(self) -> bool:
+        return self.registry_revision != self.revision
+
+
 class ConflictError(RuntimeError):
     """Someone else changed the state first; re-read and decide again."""
 
@@ -71,16 +87,16 @@ class RolloutStore:
         upgrade(self._engine, ROLLOUT_STATE)
 
     # -- the serving state: which version is stable ----------------------------------------------
-    def serving_state(self, model_name: str) -> tuple[str | None, str | None, int]:
+    def serving_row(self, model_name: str) -> ServingRow | None:
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(serving).where(serving.c.model_name == model_name)).first()
-        return (row.stable_version, row.previous_version, row.revision) if row else (None, None, 0)
+        if row is None:
+            return None
+        return ServingRow(row.stable_version, row.previous_version, row.revision, row.updated_at, row.registry_revision)
 
-    def stable_changed_at(self, model_name: str) -> float:
-        """When the serving version last changed (0 when it never did)."""
-        with self._engine.connect() as conn:
-            when = conn.execute(sa.select(serving.c.updated_at).where(serving.c.model_name == model_name)).scalar()
-        return when or 0.0
+    def serving_state(self, model_name: str) -> tuple[str | None, str | None, int]:
+        row = self.serving_row(model_name)
+        return (row.stable, row.previous, row.revision) if row else (None, None, 0)
 
     def set_stable(
         self, model_name: str, version: str, *, now: float, from_registry: bool, events: Sequence[Event] = ()
@@ -135,11 +151,8 @@ class RolloutStore:
 
     def registry_intent(self, model_name: str) -> tuple[str, str | None, int] | None:
         """(stable, previous, revision) when the registry's aliases have yet to follow the serving state."""
-        with self._engine.connect() as conn:
-            row = conn.execute(sa.select(serving).where(serving.c.model_name == model_name)).first()
-        if row is None or row.registry_revision == row.revision:
-            return None
-        return row.stable_version, row.previous_version, row.revision
+        row = self.serving_row(model_name)
+        return None if row is None or not row.registry_lags else (row.stable, row.previous, row.revision)
 
     def mark_registry_synced(self, model_name: str, revision: int) -> bool:
         """Record that the aliases agree with ``revision``; False when the state has moved on since."""
