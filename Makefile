@@ -9,7 +9,7 @@ export DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: help install demo demo-credit test test-fast test-docker certs lint format bench bench-ingest bench-images clean constraints bench-quick wrk
+.PHONY: help install demo demo-credit test test-fast test-docker certs lint format bench bench-ingest bench-stream bench-images clean constraints bench-quick wrk chromium
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,7 +30,7 @@ demo-credit: $(STAMP)  ## The same loop for the credit-default classifier
 
 # The Docker tests need a container engine: tests/docker/engine.sh starts one when none answers
 # (installing it, as root on Debian, when missing) and stops what it started, tests passed or not.
-test: $(STAMP)  ## All tests: unit, integration, end-to-end and the stack on a container engine
+test: $(STAMP) chromium  ## All tests: unit, integration, end-to-end and the stack on a container engine
 	@tests/docker/engine.sh up
 	@status=0; $(BIN)/python -m pytest || status=$$?; tests/docker/engine.sh down; exit $$status
 
@@ -72,13 +72,25 @@ wrk:
 	    apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; \
 	  else echo "the serving benchmark needs wrk: apt-get install wrk (Debian/Ubuntu) or brew install wrk (macOS)"; exit 1; fi; }
 
-bench: $(STAMP) wrk  ## Every benchmark; results are appended to benchmarks/RESULTS.md
+# The browser tests drive Debian's headless Chromium (the live rollout page); installed like wrk.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (Debian package) for the browser tests"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+	  else echo "the browser tests need Chromium: apt-get install chromium (Debian/Ubuntu), or set MLOPS_CHROMIUM to a Chromium binary"; exit 1; fi; }
+
+bench: $(STAMP) wrk  ## Every benchmark; results are appended to the results log of docs/performance.md
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.pipeline
 	$(BIN)/python -m benchmarks.demo_walltime
+	$(BIN)/python -m benchmarks.stream
 
 bench-ingest: $(STAMP)  ## Peak memory of ingesting 50 MB and 500 MB batches (about an hour on 2 cores)
 	$(BIN)/python -m benchmarks.ingest_memory
+
+bench-stream: $(STAMP)  ## The stream at four loads up to saturation (about a minute; needs Redis, MLOPS_STREAM_URL)
+	$(BIN)/python -m benchmarks.stream
 
 bench-images: $(STAMP)  ## Image sizes and container cold start (docker start -> /ready); needs an engine
 	@tests/docker/engine.sh up

@@ -5,7 +5,7 @@
 Installs the pinned stack into a throw-away virtual environment (the pip cache
 is used as on any machine that installed before), then runs `mlops demo` as a
 machine's first run (Prefect creates its database) and once more (it is kept).
-The results are appended to benchmarks/RESULTS.md.
+The results are appended to the results log of docs/performance.md.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import record
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 
 
 def timed(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path = ROOT) -> float:
@@ -74,8 +75,7 @@ def main() -> None:
         f"| {name} | {', '.join(f'{t:.0f}' for t in times)} | {statistics.median(times):.0f} |" for name, times in rows
     ]
     text = "\n".join(lines) + "\n"
-    with RESULTS.open("a") as fh:
-        fh.write(text)
+    record(text)
     print(text)
 
 

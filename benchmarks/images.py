@@ -1,6 +1,6 @@
 """The container images: their size, and a serving container's cold start (`docker start` -> `/ready`).
 
-    python -m benchmarks.images              # make bench-images; appends a table to benchmarks/RESULTS.md
+    python -m benchmarks.images              # make bench-images; appends to docs/performance.md
     python -m benchmarks.images --no-record  # print only
 
 Builds both images from deploy/Dockerfile (the official bases are pulled, or their local stand-ins
@@ -22,10 +22,10 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from benchmarks import record
 from tests.support.compose import Project, free_port, prepare_images, run
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SERVING_IMAGE_GOAL = 500_000_000  # bytes, as `docker image inspect --format {{.Size}}` counts them
 PORTS = ("GATEWAY_PORT", "MLFLOW_PORT", "PREFECT_PORT", "EVIDENTLY_PORT", "PUSHGATEWAY_PORT", "PROMETHEUS_PORT",
          "GRAFANA_PORT")  # fmt: skip
@@ -59,7 +59,9 @@ def cold_starts(project: Project, container: str, *, repeats: int) -> list[float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="Cold starts to time (default 3; the median counts)")
-    parser.add_argument("--no-record", action="store_true", help="Do not append the table to RESULTS.md")
+    parser.add_argument(
+        "--no-record", action="store_true", help="Do not append the table to the results log (docs/performance.md)"
+    )
     args = parser.parse_args(argv)
 
     images = prepare_images(log=log)
@@ -98,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print("\n".join(lines))
     if not args.no_record:
-        with RESULTS.open("a") as fh:
-            fh.write("\n" + "\n".join(lines))
+        record("\n".join(lines))
     return 0 if serving <= SERVING_IMAGE_GOAL else 1
 
 

@@ -1,6 +1,6 @@
 """Ingestion memory: the peak resident memory of `mlops ingest` on batches of 50 MB and 500 MB.
 
-    python -m benchmarks.ingest_memory               # make bench-ingest; appends a table to RESULTS.md
+    python -m benchmarks.ingest_memory               # make bench-ingest; appends to docs/performance.md
     python -m benchmarks.ingest_memory --sizes 50    # one size, in MB
     python -m benchmarks.ingest_memory --no-record   # print only
     python -m benchmarks.ingest_memory --prefect temporary   # as `make demo` runs flows (default: server)
@@ -40,8 +40,9 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import record
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 GOAL_MB = 400
 OWN_GOAL_MB = 100
 
@@ -125,7 +126,9 @@ def prefect_server(home: Path) -> Iterator[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[50, 500], help="Batch sizes in MB.")
-    parser.add_argument("--no-record", action="store_true", help="Print, do not append to RESULTS.md.")
+    parser.add_argument(
+        "--no-record", action="store_true", help="Print, do not append to the results log (docs/performance.md)."
+    )
     parser.add_argument(
         "--case",
         choices=["both", "shipped", "plain"],
@@ -191,8 +194,7 @@ def main() -> None:
     if not args.no_record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-        with RESULTS.open("a") as out:
-            out.write(f"\n## Ingestion memory, {stamp}, {machine}\n\n{text}\n")
+        record(f"## Ingestion memory, {stamp}, {machine}\n\n{text}")
 
 
 if __name__ == "__main__":

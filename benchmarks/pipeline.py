@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks import record
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 STAGES = ("ingest", "validate", "train", "register", "drift report")
 
 
@@ -136,7 +137,9 @@ def table(results: dict[int, dict[str, float]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="Comma-separated row counts")
-    parser.add_argument("--no-record", action="store_true", help="Do not append the table to RESULTS.md")
+    parser.add_argument(
+        "--no-record", action="store_true", help="Do not append the table to the results log (docs/performance.md)"
+    )
     parser.add_argument(
         "--tuning-rows",
         default="100000",
@@ -156,11 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        with RESULTS.open("a") as fh:
-            fh.write(
-                f"\n## Pipeline scaling, {stamp}\n\n{os.cpu_count()} cores, training.tuning_rows="
-                f"{args.tuning_rows}.\n\n{text}\n"
-            )
+        record(
+            f"## Pipeline scaling, {stamp}\n\n{os.cpu_count()} cores, "
+            f"training.tuning_rows={args.tuning_rows}.\n\n{text}"
+        )
     return 0
 
 

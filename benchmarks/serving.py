@@ -1,7 +1,7 @@
 """Serving performance side by side: the raw model, `mlflow models serve`, our service, our service in a canary.
 
     python -m benchmarks.serving --quick     # < 2 minutes; prints one JSON object with the goal ratios
-    python -m benchmarks.serving             # the full set (make bench); appends a table to benchmarks/RESULTS.md
+    python -m benchmarks.serving             # the full set (make bench); appends to docs/performance.md
 
 One machine, one run, one model: the bike-demand histogram-gradient-boosting
 pipeline, registered as v1 (and v2 for the canary) in an MLflow tracking server
@@ -49,8 +49,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks import record
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 USE_CASE = "bike_demand"
 TOKEN = "benchmark-admin-token-0123456789"
 N_RECORDS = 200  # distinct single-row requests, cycled
@@ -597,7 +598,9 @@ def table(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="One short run per point; prints the ratios as JSON")
-    parser.add_argument("--no-record", action="store_true", help="Do not append the full run to RESULTS.md")
+    parser.add_argument(
+        "--no-record", action="store_true", help="Do not append the full run to the results log (docs/performance.md)"
+    )
     args = parser.parse_args(argv)
     try:
         report = run(quick=args.quick)
@@ -613,9 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if not args.no_record:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        with RESULTS.open("a") as fh:
-            fh.write(f"\n## Serving, {stamp}\n\n{report['machine']}; wrk, {len(report['results'][0]['runs'])} "
-                     f"interleaved repetitions, medians; the floor in a process of its own.\n\n{text}\n")  # fmt: skip
+        record(f"## Serving, {stamp}\n\n{report['machine']}; wrk, {len(report['results'][0]['runs'])} "
+               f"interleaved repetitions, medians; the floor in a process of its own.\n\n{text}")  # fmt: skip
     return 0
 
 

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli import summaries
 from cli.env import prepare_environment
 from cli.rollout import rollout_app
+from cli.stream import stream_app
 
 if TYPE_CHECKING:
     from pipelines.settings import PipelineSettings
@@ -32,6 +35,7 @@ app = typer.Typer(
 )
 
 app.add_typer(rollout_app, name="rollout")
+app.add_typer(stream_app, name="stream")
 usecase_app = typer.Typer(help="Use cases as YAML: the schema editors validate them with.", no_args_is_help=True)
 app.add_typer(usecase_app, name="usecase")
 
@@ -70,6 +74,17 @@ StateDirOpt = Annotated[
 
 def _print(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, default=str))
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object (for scripts).")]
+
+
+def _report(payload: Any, *, as_json: bool, summary: Callable[[Any], list[str]]) -> None:
+    """A result as a few readable lines, or, with ``--json``, whole."""
+    if as_json:
+        _print(payload)
+    else:
+        typer.echo("\n".join(summary(payload)))
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -140,6 +155,7 @@ def ingest(
         datetime | None, typer.Option(help="Arrival time of the batch (event time of rows that carry none).")
     ] = None,
     state_dir: StateDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Ingest one batch: land it immutably under its content hash, validate it with Great Expectations,
     write accepted rows to the curated Parquet dataset and rejected rows, with their reasons, to quarantine.
@@ -154,7 +170,7 @@ def ingest(
         result = ingest_flow(source=source, use_case=use_case, arrival=arrival)
     except _known_errors() as err:
         _fail(str(err))
-    _print(result)
+    _report(result, as_json=as_json, summary=summaries.ingested)
     if result["status"] == "rejected":
         _fail(f"batch rejected: {result['reason']}", code=1)
 
@@ -165,6 +181,7 @@ def validate(
     use_case: UseCaseOpt = "bike_demand",
     state_dir: StateDirOpt = None,
     show: Annotated[int, typer.Option(help="How many quarantined rows to print.")] = 10,
+    as_json: JsonOpt = False,
 ) -> None:
     """Dry run: check a batch against the use case's schema and Great Expectations suite and report
     which rows would be quarantined and why. Writes nothing but the Data Docs.
@@ -176,7 +193,7 @@ def validate(
         import tempfile
 
         from pipelines.batches import BatchRejected
-        from pipelines.ingest import curated_key_index, process_chunks
+        from pipelines.curation import curated_key_index, process_chunks
         from pipelines.runtime import get_runtime
         from pipelines.sources import iter_source
 
@@ -205,15 +222,14 @@ def validate(
         _fail(f"batch would be rejected whole: {err.reason} ({err.rows_received} rows)", code=1)
     except _known_errors() as err:
         _fail(str(err))
-    _print(
-        {
-            "rows_received": accepted + quarantined,
-            "rows_accepted": accepted,
-            "rows_quarantined": quarantined,
-            "quarantined": shown,
-            "data_docs": docs,
-        }
-    )
+    result = {
+        "rows_received": accepted + quarantined,
+        "rows_accepted": accepted,
+        "rows_quarantined": quarantined,
+        "quarantined": shown,
+        "data_docs": docs,
+    }
+    _report(result, as_json=as_json, summary=summaries.validated)
 
 
 @app.command()
@@ -231,6 +247,7 @@ def train(
         ),
     ] = None,
     state_dir: StateDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train every candidate algorithm on the curated data with time-ordered splits and time-series CV,
     log everything to MLflow and register the best. The first model becomes `champion`; later ones
@@ -242,7 +259,8 @@ def train(
     try:
         from pipelines.train import train_flow
 
-        _print(train_flow(use_case=use_case, until=until, compare_feature_sets=compare_feature_sets))
+        result = train_flow(use_case=use_case, until=until, compare_feature_sets=compare_feature_sets)
+        _report(result, as_json=as_json, summary=summaries.trained)
     except (*_known_errors(), ValueError) as err:
         _fail(str(err))
 
@@ -252,6 +270,7 @@ def eda(
     use_case: UseCaseOpt = "bike_demand",
     until: Annotated[str | None, typer.Option(help="Only analyse rows before this date (YYYY-MM-DD).")] = None,
     state_dir: StateDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Exploratory analysis of the curated data (the version a training run would read): per column
     type, missing share, distinct values, quantiles and outliers; duplicates; correlations (Pearson,
@@ -265,7 +284,7 @@ def eda(
     try:
         from pipelines.eda import eda_flow
 
-        _print(eda_flow(use_case=use_case, until=until))
+        _report(eda_flow(use_case=use_case, until=until), as_json=as_json, summary=summaries.analysed)
     except (*_known_errors(), ValueError) as err:
         _fail(str(err))
 
@@ -355,6 +374,7 @@ def monitor(
     hours: Annotated[float, typer.Option(help="Window: the last N hours of the prediction log.")] = 24.0,
     retrain: Annotated[bool, typer.Option(help="Start retraining when drift is found.")] = True,
     state_dir: StateDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Compare recent predictions (and their labels, where they arrived) with the serving model's
     training reference using Evidently: per-feature drift, prediction drift and live quality.
@@ -368,7 +388,8 @@ def monitor(
         from pipelines.monitor import monitor_flow
 
         now = time.time()
-        _print(monitor_flow(use_case=use_case, since=now - hours * 3600, until=now, retrain=retrain))
+        result = monitor_flow(use_case=use_case, since=now - hours * 3600, until=now, retrain=retrain)
+        _report(result, as_json=as_json, summary=summaries.monitored)
     except _known_errors() as err:
         _fail(str(err))
 
@@ -385,6 +406,7 @@ def retrain(
         ),
     ] = "auto",
     state_dir: StateDirOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Retrain on all curated data. A model that beats the champion on the same held-out window becomes
     challenger and is then deployed: through a rollout in the running service (MLOPS_SERVING_URL), or
@@ -395,7 +417,8 @@ def retrain(
     try:
         from pipelines.monitor import retrain_flow
 
-        _print(retrain_flow(use_case=use_case, reason=reason, deploy=deploy))
+        result = retrain_flow(use_case=use_case, reason=reason, deploy=deploy)
+        _report(result, as_json=as_json, summary=summaries.retrained)
     except (*_known_errors(), ValueError) as err:
         _fail(str(err))
 

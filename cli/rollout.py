@@ -89,9 +89,14 @@ def start(
 
 
 @rollout_app.command()
-def status(url: UrlOpt = DEFAULT_URL, token: ReadTokenOpt = DEFAULT_TOKEN) -> None:
+def status(url: UrlOpt = DEFAULT_URL, token: ReadTokenOpt = DEFAULT_TOKEN, as_json: JsonOpt = False) -> None:
     """What the service serves now: stable version, candidate, weight, phase, last analysis."""
-    _echo(_call("GET", url, token, "/status"))
+    answer = _call("GET", url, token, "/status")
+    if as_json:
+        _echo(answer)
+        return
+    for key, value in answer.items():
+        typer.echo(f"{key}: {json.dumps(value) if isinstance(value, dict | list) else value}")
 
 
 def _action(action: str, rollout_id: str | None, url: str, token: str, **params: Any) -> None:

@@ -53,7 +53,7 @@ def _table(fields: dict[str, FieldInfo]) -> list[str]:
 
 def settings_markdown() -> str:
     from core.settings import CommonSettings
-    from pipelines.settings import PipelineSettings
+    from pipelines.settings import PipelineSettings, StreamSettings
     from services.serving.settings import ServingSettings
 
     common = CommonSettings.model_fields
@@ -63,6 +63,10 @@ def settings_markdown() -> str:
         (
             "The pipelines (the CLI's stages, the worker, the demo)",
             {k: f for k, f in PipelineSettings.model_fields.items() if k not in common},
+        ),
+        (
+            "The stream (`mlops stream consume`, `produce`, `bench`)",
+            {k: f for k, f in StreamSettings.model_fields.items() if k not in PipelineSettings.model_fields},
         ),
     ]
     lines = [INTRO]

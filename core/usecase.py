@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Task = Literal["regression", "classification"]
 
@@ -45,6 +45,28 @@ ALGORITHMS: dict[str, set[str]] = {
 
 class UseCaseError(ValueError):
     """A use case could not be found or is malformed; the message names the field."""
+
+
+DURATION_UNITS = {"W": 604_800.0, "D": 86_400.0, "h": 3_600.0, "min": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def duration_seconds(value: str) -> float:
+    """A duration as the YAML writes it (``7D``, ``1h``, ``5min``, ``0.5s``) in seconds.
+
+    Parsed without pandas: the serving process reads use cases too, and must not import it.
+    """
+    match = re.fullmatch(r"((?:[1-9]\d*|\d*\.\d*[1-9]\d*))(W|D|h|min|s|ms)", value)
+    if match is None:
+        raise ValueError(f"'{value}' is not a positive duration: a number and W, D, h, min, s or ms (7D, 1h)")
+    return float(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def _duration(value: str) -> str:
+    duration_seconds(value)
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
 
 
 class _Strict(BaseModel):
@@ -109,9 +131,8 @@ class EventTimeFromColumn(_Strict):
     @field_validator("step")
     @classmethod
     def _a_duration(cls, value: str | None) -> str | None:
-        # Checked without pandas: the serving process reads use cases too, and must not import it.
-        if value is not None and not re.fullmatch(r"(?:[1-9]\d*|\d*\.\d*[1-9]\d*)(?:W|D|h|min|s|ms)", value):
-            raise ValueError(f"'{value}' is not a positive duration: a number and W, D, h, min, s or ms (7D, 1h)")
+        if value is not None:
+            duration_seconds(value)
         return value
 
 
@@ -324,6 +345,90 @@ class Eda(_Strict):
     )
 
 
+class _Threshold(_Strict):
+    above: float | None = Field(default=None, description="Fires while the signal is above this.")
+    below: float | None = Field(default=None, description="Fires while the signal is below this.")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> _Threshold:
+        if self.above is None and self.below is None:
+            raise ValueError("give 'above', 'below' or both")
+        if self.above is not None and self.below is not None and self.below > self.above:
+            raise ValueError(f"below ({self.below}) is greater than above ({self.above}): the alert would always fire")
+        return self
+
+
+class ValueAlert(_Threshold):
+    """An accepted event's value beyond a bound, per source: fires on the first such event and
+    resolves on the source's next event within the bound."""
+
+    kind: Literal["value"]
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    column: str
+
+
+class WindowAlert(_Threshold):
+    """An aggregate of a column over the accepted events of the last ``window`` (arrival time)."""
+
+    kind: Literal["window"]
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    column: str
+    aggregate: Literal["mean", "sum", "min", "max", "count"]
+    window: Duration = Field(description="How far back the aggregate looks (a duration: 5min, 1h).")
+    min_events: int = Field(default=1, ge=1, description="Fewer events in the window: no verdict.")
+
+
+class QuarantineAlert(_Threshold):
+    """The share of received events quarantined (malformed, wrong types, out of range, duplicates)
+    over the last ``window``."""
+
+    kind: Literal["quarantined_share"]
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    window: Duration
+    min_events: int = Field(default=20, ge=1, description="Fewer events in the window: no verdict.")
+
+    @model_validator(mode="after")
+    def _a_share(self) -> QuarantineAlert:
+        for bound in (self.above, self.below):
+            if bound is not None and not 0 <= bound <= 1:
+                raise ValueError(f"a share is between 0 and 1, not {bound}")
+        return self
+
+
+class SilenceAlert(_Strict):
+    """No event from a source for ``after``: fires once per silent source, resolves when it speaks."""
+
+    kind: Literal["silence"]
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    after: Duration
+    sources: list[str] = Field(
+        default_factory=list, description="Sources watched from the start; any source is watched once it spoke."
+    )
+    description: str = ""
+
+
+StreamAlert = Annotated[ValueAlert | WindowAlert | QuarantineAlert | SilenceAlert, Field(discriminator="kind")]
+
+
+class Stream(_Strict):
+    """Events that arrive one by one (``mlops stream``): the same checks as a batch, plus alerts."""
+
+    window_rows: int = Field(
+        default=1_000,
+        ge=1,
+        description="Accepted events per monitoring window: each full window is checked for drift like a batch.",
+    )
+    alerts: list[StreamAlert] = Field(default_factory=list, description="Thresholds checked as events arrive.")
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Stream:
+        names = [a.name for a in self.alerts]
+        if repeated := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"alert names must be unique: {repeated} repeat")
+        return self
+
+
 Period = Literal["day", "week", "month", "quarter", "year"]
 
 
@@ -367,6 +472,7 @@ class UseCase(_Strict):
         default=None, description="Classification: recalibrate probabilities where it helps (default: never)."
     )
     demo: Demo | None = None
+    stream: Stream = Stream()
     base_dir: Path = Field(default=Path(), exclude=True)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -414,6 +520,17 @@ class UseCase(_Strict):
             strangers = [c for c in self.deduplication.key if c not in columns and c != EVENT_TIME_COLUMN]
             if strangers:
                 raise ValueError(f"deduplication.key {strangers} are not in schema.columns (nor {EVENT_TIME_COLUMN})")
+        for i, alert in enumerate(self.stream.alerts):
+            column = getattr(alert, "column", None)
+            if column is None:
+                continue
+            if column not in columns:
+                raise ValueError(f"stream.alerts.{i} ({alert.name}): column '{column}' is not in schema.columns")
+            if columns[column].type not in ("int", "float", "bool") and getattr(alert, "aggregate", None) != "count":
+                raise ValueError(
+                    f"stream.alerts.{i} ({alert.name}): '{column}' is a {columns[column].type} column; "
+                    "thresholds need a number (or aggregate: count)"
+                )
         unknown_key = [c for c in self.eda.key if c not in columns]
         if unknown_key:
             raise ValueError(f"eda.key {unknown_key} are not in schema.columns")

@@ -6,6 +6,7 @@ registration happen in ``models.registry``; orchestration in ``pipelines``.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from sklearn.inspection import permutation_importance
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
+from core.progress import Step
 from core.usecase import EVENT_TIME_COLUMN, UseCase
 from models.algorithms import make_estimator
 from models.calibration import Calibration, CalibrationChoice, choose_calibration, with_calibration
@@ -96,11 +98,18 @@ def _selection_score(use_case: UseCase, metrics: dict[str, float]) -> float:
     return score if use_case.higher_is_better else -score
 
 
-def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
+def fit_count(use_case: UseCase) -> int:
+    """The fits model selection makes: every candidate's grid, once per time-series fold."""
+    grids = [math.prod(len(values) for values in grid.values()) for grid in use_case.training.candidates.values()]
+    return sum(grids) * use_case.training.split.cv_folds
+
+
+def train(frame: pd.DataFrame, use_case: UseCase, *, on_fits: Step | None = None) -> TrainingResult:
     """Tune each candidate with time-series CV on the training window, select on validation, refit, test.
 
     The final model is refitted on train + validation with the winning
-    parameters and scored once on the untouched, newest test window.
+    parameters and scored once on the untouched, newest test window. ``on_fits(n, message)`` hears
+    of each candidate's fits as they finish (a progress bar's step).
     """
     missing = [c for c in [*use_case.features, use_case.target, EVENT_TIME_COLUMN] if c not in frame.columns]
     if missing:
@@ -138,6 +147,9 @@ def train(frame: pd.DataFrame, use_case: UseCase) -> TrainingResult:
         candidates.append(
             CandidateResult(algorithm, params, float(search.best_score_), val_metrics, time.perf_counter() - started)
         )
+        if on_fits is not None:
+            fits = len(search.cv_results_["params"]) * cfg.split.cv_folds
+            on_fits(fits, f"[train] {algorithm}: {fits} fits, best {params}, validation {val_metrics}")
         score = _selection_score(use_case, val_metrics)
         if best is None or score > best[0]:
             best = (score, algorithm, params, val_output)

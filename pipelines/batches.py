@@ -102,10 +102,10 @@ LISTED = 5  # columns named in a message; the rest are counted
 STREAM_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error)
 
 
-def _listed(names: list[str]) -> str:
+def listed(names: list[str]) -> str:
     """Column names in a message: the first few, and how many more (a JSON file's header is one huge line)."""
-    shown = [_shown(n) for n in names[:LISTED]]
-    return "[" + ", ".join(shown) + (f", ... and {len(names) - LISTED} more" if len(names) > LISTED else "") + "]"
+    quoted = [shown(n) for n in names[:LISTED]]
+    return "[" + ", ".join(quoted) + (f", ... and {len(names) - LISTED} more" if len(names) > LISTED else "") + "]"
 
 
 def _head(stream: BinaryIO, n: int = 16) -> bytes:
@@ -135,7 +135,7 @@ def decompressed(stream: BinaryIO) -> BinaryIO:
         raise BatchRejected("file is an Excel workbook (xlsx), not CSV: export the sheet as CSV", rows_received=0)
     if len(members) != 1:
         raise BatchRejected(
-            f"zip archive holds {len(members)} files {_listed(names)}: send one CSV per batch", rows_received=0
+            f"zip archive holds {len(members)} files {listed(names)}: send one CSV per batch", rows_received=0
         )
     return archive.open(members[0])
 
@@ -167,11 +167,11 @@ def _header_problems(header: list[str], use_case: UseCase, delimiter: str) -> st
     extra = [c for c in header if c not in expected]
     problems = []
     if duplicates:
-        problems.append(f"duplicate columns {_listed(duplicates)}")
+        problems.append(f"duplicate columns {listed(duplicates)}")
     if missing:
-        problems.append(f"missing columns {_listed(missing)}")
+        problems.append(f"missing columns {listed(missing)}")
     if extra:
-        problems.append(f"unexpected columns {_listed(extra)}")
+        problems.append(f"unexpected columns {listed(extra)}")
     if not problems:
         return None
     return (
@@ -239,8 +239,8 @@ def _stream_failure(err: Exception, read: int) -> str:
             "or with a byte-order mark for UTF-16 or UTF-32"
         )
     if isinstance(err, csv.Error):
-        return f"file is not CSV that can be read ({_shown(str(err))}, {where})"
-    return f"file does not decompress ({type(err).__name__}: {_shown(str(err))}, {where})"
+        return f"file is not CSV that can be read ({shown(str(err))}, {where})"
+    return f"file does not decompress ({type(err).__name__}: {shown(str(err))}, {where})"
 
 
 def _rows_claimed(raw: BinaryIO, start: int, read: int) -> int:
@@ -299,7 +299,7 @@ def coerce_types(frame: pd.DataFrame, use_case: UseCase) -> tuple[pd.DataFrame, 
                     kind = f"out of range for an integer (beyond ±{MAX_EXACT_INT:,})"
                 else:
                     kind = "not finite" if _is_nonfinite(value) else f"not a valid {spec.type}"
-                failures.setdefault(int(rows[idx]), []).append(f"type: {name}={_shown(value)} is {kind}")
+                failures.setdefault(int(rows[idx]), []).append(f"type: {name}={shown(value)} is {kind}")
             out[name] = values.where(~bad).astype("float64")
         elif spec.type == "datetime":
             et = use_case.event_time
@@ -308,7 +308,7 @@ def coerce_types(frame: pd.DataFrame, use_case: UseCase) -> tuple[pd.DataFrame, 
             bad = ~empty & values.isna()
             for idx in np.flatnonzero(bad.to_numpy()):
                 failures.setdefault(int(rows[idx]), []).append(
-                    f"type: {name}={_shown(stripped.iloc[idx])} is not a datetime"
+                    f"type: {name}={shown(stripped.iloc[idx])} is not a datetime"
                 )
             out[name] = values
         else:
@@ -320,7 +320,7 @@ def coerce_types(frame: pd.DataFrame, use_case: UseCase) -> tuple[pd.DataFrame, 
 SHOWN_CHARS = 80  # of a bad value, in its reason: a reason stays one readable line
 
 
-def _shown(value: str) -> str:
+def shown(value: str) -> str:
     """A bad value as a reason quotes it: whole when short, else its start and its length."""
     if len(value) <= SHOWN_CHARS:
         return repr(value)
@@ -409,7 +409,7 @@ def untimed_failures(framed: pd.DataFrame, failures: dict[int, list[str]], use_c
     missing = framed[EVENT_TIME_COLUMN].isna() & ~framed[ROW_NUMBER].isin(failures)
     out: dict[int, list[str]] = {}
     for _, row in framed[missing].iterrows():
-        values = ", ".join(f"{c}={_shown(str(row[c]))}" for c in use_case.event_time.source_columns)
+        values = ", ".join(f"{c}={shown(str(row[c]))}" for c in use_case.event_time.source_columns)
         out[int(row[ROW_NUMBER])] = [f"event_time: cannot be derived from {values}"]
     return out
 

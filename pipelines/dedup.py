@@ -93,6 +93,15 @@ class KeyIndex:
                 )
             )
 
+    def settle(self, batch: str) -> None:
+        """The batch being ingested is committed as ``batch``: its keys are that batch's from now on
+        (a long-running consumer commits many micro-batches into one index)."""
+        if batch not in self.batches:
+            self.batches.append(batch)
+        code = self.batches.index(batch)
+        for segment in self.segments:
+            segment.codes[segment.codes == THIS_BATCH] = code
+
     def lookup(self, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each hash: whether it is held, and by which batch code and row (-1, -1 when not)."""
         hashes = np.asarray(hashes, dtype=np.uint64)

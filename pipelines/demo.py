@@ -21,6 +21,7 @@ import httpx
 import numpy as np
 
 from core.layout import StateLayout
+from core.progress import progress
 from core.usecase import UseCase
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
@@ -186,7 +187,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
     dev = {"MLOPS_DEV_MODE": "true"}
     with running_service(use_case=uc.name, state_dir=state_dir, log_path=service_log, env=dev) as url:
         rt.settings.serving_url = url
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60) as client, progress(uc.name, total=len(month_names)) as step:
             for month in month_names:
                 result = ingest(month)
                 accepted = rt.lake.read_curated(uc.name)
@@ -262,7 +263,8 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     **labelled,
                 )
                 rows.append(row)
-                print(
+                step(
+                    1,
                     f"[demo] {month}: {row.rows_accepted}/{row.rows_received} rows accepted, "
                     f"served by v{row.live_model_version}"
                     + (
@@ -274,7 +276,7 @@ def run_demo(*, use_case: str, state_dir: Path, months: int | None = None) -> di
                     f"(bootstrap model {row.baseline_error:.4g})"
                     + (_at_threshold(row) if row.decision_threshold is not None else "")
                     + "".join(f", {k.removeprefix('fairness_')} {v:.3f}" for k, v in row.fairness.items())
-                    + (f", retrained -> challenger v{challenger}" if challenger else "")
+                    + (f", retrained -> challenger v{challenger}" if challenger else ""),
                 )
 
     summary = {

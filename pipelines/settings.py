@@ -43,3 +43,42 @@ class PipelineSettings(CommonSettings):
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway for pipeline metrics (drift share, quarantined rows)."
     )
+
+
+class StreamSettings(PipelineSettings):
+    """Settings of ``mlops stream`` (the consumer service, the producer, the benchmark)."""
+
+    stream_url: str = Field(
+        default="redis://127.0.0.1:6379/0", description="The broker: a Redis server (Redis Streams), as a URL."
+    )
+    stream_prefix: str = Field(
+        default="mlops",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Prefix of a use case's broker keys: <prefix>:<use case>:events, :dead (dead letters), :lease.",
+    )
+    stream_max_len: int = Field(
+        default=1_000_000,
+        ge=1_000,
+        description="Retention: the producer trims the stream to about this many entries. Keep it well above "
+        "the consumer's backlog: an entry trimmed before it was read is lost (it arrives as malformed).",
+    )
+    stream_batch_events: int = Field(
+        default=2_000, ge=1, le=100_000, description="A micro-batch is committed at this many events ..."
+    )
+    stream_batch_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="... or this long after its first event arrived, whichever is first."
+    )
+    stream_max_event_bytes: int = Field(
+        default=65_536, ge=256, description="Larger events are dead-lettered as malformed (the raw landing keeps them)."
+    )
+    stream_consumer: str = Field(default="consumer", description="The consumer's name in the broker's group.")
+    stream_lease_seconds: float = Field(
+        default=15, gt=1, description="One consumer holds a stream; a standby takes over this long after it died."
+    )
+    stream_metrics_port: int = Field(
+        default=9108, ge=0, le=65535, description="The consumer's Prometheus metrics (0: any free port)."
+    )
+    stream_webhook_url: str | None = Field(default=None, description="Alert changes are POSTed here as JSON.")
+    stream_score: bool = Field(
+        default=True, description="Score accepted events through MLOPS_SERVING_URL (when it is set), labels included."
+    )

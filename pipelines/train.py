@@ -14,6 +14,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 
 from core.layout import StateLayout
+from core.progress import progress
 from core.usecase import UseCase
 from models.card import card_html, card_markdown
 from models.compiler import compile_or_none
@@ -26,7 +27,7 @@ from models.promotion import PromotionDecision, decide_promotion, gate_on_fairne
 from models.registry import CHALLENGER, CHAMPION, ChildRun, ModelRegistry, ModelVersionRef, TrainingRecord
 from models.selection import FeatureSetScore, as_markdown, compare_feature_sets
 from models.threshold import DEFAULT_THRESHOLD, registered_threshold
-from models.training import TrainingResult, train, tuning_window
+from models.training import TrainingResult, fit_count, train, tuning_window
 from pipelines.eda import EdaReport, write_eda
 from pipelines.runtime import get_runtime
 
@@ -296,7 +297,8 @@ def train_flow(
     frame, data_version = load_training_data(state_dir, use_case, until)
     # Look before modelling: the analysis of this data version, logged with the run it informs.
     eda = write_eda(frame, uc, data_version=data_version, layout=rt.layout)
-    result = train(frame, uc)
+    with progress(f"training {uc.name}", total=fit_count(uc)) as step:
+        result = train(frame, uc, on_fits=step)
     logger.info("best candidate %s %s; test %s", result.algorithm, result.params, result.test_metrics)
 
     champion = champion_on(rt.registry, uc, result.split.test)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Query, Security, status
 from fastapi.responses import PlainTextResponse
 
@@ -104,6 +105,35 @@ async def events(rollout_id: str, state: State) -> list[dict[str, Any]]:
     await _get(state, rollout_id)
     log = await asyncio.to_thread(state.control.store.events, rollout_id)
     return [e.__dict__ for e in log]
+
+
+@admin_router.get("/rollouts/{rollout_id}/traffic", responses=NOT_FOUND)
+async def traffic(
+    rollout_id: str,
+    state: State,
+    window_seconds: Annotated[float, Query(gt=0, le=3600, description="How far back to look.")] = 10,
+) -> dict[str, Any]:
+    """Requests per second, latency and error rate of each side over the last ``window_seconds`` (up to
+    its end, for a finished rollout), from the shared prediction log: every replica's traffic."""
+    rollout = await _get(state, rollout_id)
+    until = rollout.finished_at or state.control.clock.now()
+    since = until - window_seconds
+    versions = []
+    for side, version in (("stable", rollout.stable_version), ("candidate", rollout.candidate_version)):
+        sample = await asyncio.to_thread(state.control.metrics.sample, version=version, since=since, until=until)
+        latencies = sample.latencies_ms
+        versions.append(
+            {
+                "version": version,
+                "side": side,
+                "requests": sample.requests,
+                "requests_per_s": sample.requests / window_seconds,
+                "error_rate": sample.errors / sample.requests if sample.requests else None,
+                "p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else None,
+                "p99_ms": float(np.percentile(latencies, 99)) if len(latencies) else None,
+            }
+        )
+    return {"window_seconds": window_seconds, "until": until, "versions": versions}
 
 
 @admin_router.get("/rollouts/{rollout_id}/why", response_class=PlainTextResponse, responses=NOT_FOUND)

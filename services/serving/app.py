@@ -50,6 +50,7 @@ from services.serving.schemas import (
     record_model,
 )
 from services.serving.settings import ServingSettings
+from services.serving.ui import ui_router
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(admin_router, prefix="/admin", tags=["admin"])
+    app.include_router(ui_router)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.batches import parse_csv
-from pipelines.ingest import process_batch
+from pipelines.curation import process_batch
 from pipelines.validation import GxValidator
 from tests.conftest import DATA
 

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from core.usecase import UseCase
 from pipelines.batches import DELIMITERS, MAX_EXACT_INT, BatchRejected, parse_csv, read_batch
+from pipelines.curation import process_batch
 from pipelines.dedup import KeyIndex
-from pipelines.ingest import process_batch
 from tests.conftest import DATA
 
 MAX_REASON = 400  # characters: a reason is one readable line

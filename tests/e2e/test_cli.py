@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -150,10 +151,15 @@ def test_every_command_reads_the_use_case_and_its_folder_from_the_environment(tm
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert batch.read_text().splitlines()[0] == "default,student,balance,income"
-    out = subprocess.run([MLOPS, "validate", str(batch)], env=env, cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([MLOPS, "validate", str(batch), "--json"], env=env, cwd=ROOT, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert '"rows_accepted": 833' in out.stdout or '"rows_accepted": 834' in out.stdout
+    result = json.loads(out.stdout)
+    assert result["rows_accepted"] in (833, 834)
+    # without --json, the same as a line a person reads
+    out = subprocess.run([MLOPS, "validate", str(batch)], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert out.stdout.startswith(f"{result['rows_received']} rows: {result['rows_accepted']} would be accepted")
 
 
 @pytest.mark.slow
@@ -177,3 +183,25 @@ def test_eda_without_data_says_what_to_do_first(tmp_path):
 def test_a_model_card_without_a_model_says_so(tmp_path):
     out = mlops("model-card", state=tmp_path / "state")
     assert out.returncode == 2 and "'bike-demand' has no champion yet" in out.stderr
+
+
+def test_the_stream_commands_name_what_is_wrong(tmp_path):
+    down = {"MLOPS_STREAM_URL": "redis://127.0.0.1:1/0", "MLOPS_STARTUP_TIMEOUT_SECONDS": "1",
+            "MLOPS_STREAM_METRICS_PORT": "0"}  # fmt: skip
+    env = {**os.environ, "MLOPS_STATE_DIR": str(tmp_path / "state"), **down}
+
+    def stream(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MLOPS, "stream", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    consume = stream("consume")
+    assert consume.returncode == 3
+    assert "redis://127.0.0.1:1/0 does not answer" in consume.stderr and "gave up after 1 s" in consume.stderr
+    produce = stream("produce", "--count", "5")
+    assert produce.returncode == 3 and "does not answer" in produce.stderr
+    faults = stream("produce", "--faults", "typos=0.1")
+    assert faults.returncode == 2 and "unknown fault 'typos'" in faults.stderr
+    unknown = stream("status", "--use-case", "nope")
+    assert unknown.returncode == 2 and "unknown use case 'nope'" in unknown.stderr
+    assert stream("--help").returncode == 0 and all(
+        c in stream("--help").stdout for c in ("consume", "produce", "bench", "status")
+    )

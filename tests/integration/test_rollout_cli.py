@@ -33,7 +33,8 @@ def test_operator_session(registry_state: Path, tmp_path: Path):
         started = rollout(url, "start", "2", "--strategy", "canary", "--steps", "0.2:600,1:0")
         assert started.returncode == 0, started.stderr
         rid = json.loads(started.stdout)["id"]
-        assert json.loads(rollout(url, "status").stdout)["rollout"]["weight"] == 0.2
+        assert json.loads(rollout(url, "status", "--json").stdout)["rollout"]["weight"] == 0.2
+        assert "rollout: " in rollout(url, "status").stdout
         assert json.loads(rollout(url, "pause").stdout)["phase"] == "paused"
         assert json.loads(rollout(url, "resume").stdout)["phase"] == "progressing"
         again = rollout(url, "start", "2")

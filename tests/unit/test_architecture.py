@@ -39,3 +39,14 @@ def test_the_serving_role_installs_without_the_pipeline_libraries():
     assert heavy <= {name(r) for r in project["optional-dependencies"]["pipelines"]}
     pinned = [r for r in project["dependencies"] + project["optional-dependencies"]["pipelines"] if "==" not in r]
     assert pinned == [], f"unpinned direct dependencies: {pinned}"
+
+
+def test_the_stream_consumer_loads_neither_prefect_nor_great_expectations_nor_evidently():
+    """The consumer checks events with rules derived from the GX suite, not GX itself; it imports
+    Prefect only to announce to a Prefect server, when one is configured."""
+    code = (
+        "import sys; import pipelines.stream.app, pipelines.stream.bench; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'prefect', 'great_expectations', 'evidently'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

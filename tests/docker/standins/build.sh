@@ -66,6 +66,9 @@ for image in "$@"; do
     prom/pushgateway:*)
       base mlops-standin/bookworm:base bookworm python3,python3-venv,ca-certificates
       build "$image" pushgateway ;;
+    redis:*)
+      base mlops-standin/bookworm:base bookworm python3,python3-venv,ca-certificates
+      build "$image" redis ;;
     nginx:*)
       # nginx >= 1.27.3 re-resolves upstream names (`server ... resolve`); Debian has it from forky on.
       base mlops-standin/forky-nginx:base forky nginx-light,curl

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 ADMIN = {"X-Admin-Token": TOKEN}
 LONG_RUNNING = {"postgres", "mlflow", "prefect-server", "worker", "serving", "gateway", "evidently", "pushgateway",
-                "prometheus", "grafana"}  # fmt: skip
+                "prometheus", "grafana", "redis", "stream"}  # fmt: skip
 TEST_STARTED = time.time()
 
 
@@ -296,6 +296,71 @@ def test_a_drifted_batch_reaches_a_canary_that_survives_a_killed_replica_a_datab
     assert [p["name"] for p in httpx.get(stack.url("EVIDENTLY_PORT", "/api/projects"), timeout=10).json()] == [
         "bike_demand"
     ]
+
+
+def test_a_drifted_month_streamed_through_the_broker_is_landed_scored_and_retrains_the_model(stack: Project):
+    """September, as events from the host into the stack's Redis, with faults: the consumer lands and
+    dead-letters them, scores the accepted ones through the gateway, and announces the full window
+    as a batch; the monitor deployment finds the drift and the Automation starts retraining."""
+    from pipelines.stream.broker import RedisStreams
+    from pipelines.stream.producer import Faults, plan, produce, rows_of
+
+    api = stack.url("PREFECT_PORT", "/api")
+    uc = load_use_case("bike_demand", usecases_dir=USECASES)
+    retrains_before = len(prefect_runs(api, "retrain"))
+    events = plan(rows_of(uc, drop="2011-09"), uc, sources=["station-1", "station-2"],
+                  faults=Faults(malformed=0.02, duplicates=0.02), seed=9)  # fmt: skip
+    broker = RedisStreams(f"redis://127.0.0.1:{stack.env['REDIS_PORT']}/0")
+    sent = produce(events, broker, stream="mlops:bike_demand:events", rate=500, max_len=10**6).sent
+
+    def status() -> dict[str, Any]:
+        out = stack.compose("exec", "-T", "stream", "mlops", "stream", "status", "--json", timeout=60).stdout
+        return json.loads(out)
+
+    seen = wait_until(
+        "the consumer to take every event", lambda: (s := status())["checkpoint"]["received"] >= sent and s, timeout=120
+    )
+    checkpoint = seen["checkpoint"]
+    assert checkpoint["received"] == sent == checkpoint["accepted"] + checkpoint["quarantined"]
+    assert seen["dead_letters"] == checkpoint["quarantined"] > 0 and seen["pending"] == 0
+    scored = wait_until(
+        "the accepted events' predictions in the log",
+        lambda: (n := int(stack.psql("serving", "SELECT coalesce(sum(n_records), 0) FROM prediction_requests "
+                                     "WHERE request_id LIKE 'stream_%'")[0])) >= checkpoint["accepted"] and n,
+        timeout=120,
+    )  # fmt: skip
+    assert scored == checkpoint["accepted"]
+    wait_until(
+        "Prometheus to scrape the consumer's counts",
+        lambda: prometheus_query(stack.url("PROMETHEUS_PORT"), 'sum(mlops_stream_events_total{outcome="accepted"})')[0]
+        ["value"][1] == str(checkpoint["accepted"]),
+        timeout=60,
+    )  # fmt: skip
+
+    # Prometheus loaded the stream's alerting rules (deploy/prometheus/alerts.yml), each evaluating.
+    groups = httpx.get(stack.url("PROMETHEUS_PORT", "/api/v1/rules"), timeout=10).json()["data"]["groups"]
+    rules = {r["name"]: r for g in groups if g["name"] == "stream" for r in g["rules"]}
+    assert {"StreamAlertFiring", "StreamConsumerDown", "StreamBrokerDown"} <= set(rules)
+    assert all(r["health"] in ("ok", "unknown") for r in rules.values()), rules
+
+    # The loop reacts: the full window is checked like a batch, and its drift starts a retraining.
+    def window_checks() -> list[dict[str, Any]]:
+        runs = prefect_runs(api, "monitor")
+        return [
+            r
+            for r in runs
+            if str(r["parameters"].get("batch_id")).startswith("stream_") and r["state_type"] == "COMPLETED"
+        ]
+
+    monitors = wait_until("the monitor deployment to check the streamed window", window_checks, timeout=240)
+    assert monitors[0]["created_by"]["type"] == "AUTOMATION"
+    retrain = wait_until(
+        "the drift Automation to retrain on the streamed data",
+        lambda: len(runs := prefect_runs(api, "retrain")) > retrains_before and runs[-1],
+        timeout=240,
+    )
+    assert retrain["created_by"]["type"] == "AUTOMATION"
+    assert "batch-stream_" in retrain["parameters"]["reason"]
 
 
 def test_scaling_out_adds_a_replica_that_the_gateway_and_prometheus_find_by_name(stack: Project):

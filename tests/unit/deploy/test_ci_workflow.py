@@ -14,6 +14,7 @@ def test_the_workflow_lints_tests_and_runs_the_loop_with_artifacts():
     assert "make lint" in runs["lint"]
     assert "make test" in runs["test"]  # the command README gives, as .ci/run runs it
     assert jobs["test"]["services"]["postgres"]["env"]["POSTGRES_HOST_AUTH_METHOD"] == "trust"
+    assert any("install -y -qq redis-server" in run for run in runs["test"])  # the stream tests' broker
     assert "make demo" in runs["retraining-loop"]
     upload = next(
         s for s in jobs["retraining-loop"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact")

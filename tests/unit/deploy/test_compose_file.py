@@ -213,6 +213,27 @@ def test_the_dashboard_only_queries_metrics_that_exist():
         assert topic in titles
 
 
+def test_the_stream_alert_rules_only_read_metrics_the_consumer_exposes(data):
+    from pipelines.stream.consumer import StreamMetrics
+
+    exposed = {m.name for m in StreamMetrics("bike_demand").registry.collect()}
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    mounted = data["services"]["prometheus"]["volumes"]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in mounted
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    port = data["services"]["stream"]["environment"]["MLOPS_STREAM_METRICS_PORT"]
+    assert jobs["stream"]["static_configs"][0]["targets"] == [f"stream:{port}"]
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())["groups"][0]["rules"]
+    read = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for rule in rules
+        for name in re.findall(r"\b(mlops_[a-z_]+)", rule["expr"])
+    }
+    assert read and read <= exposed, read - exposed
+    assert {"StreamAlertFiring", "StreamConsumerDown", "StreamBrokerDown"} <= {r["alert"] for r in rules}
+
+
 def test_grafana_is_provisioned_from_files():
     provisioning = ROOT / "deploy" / "grafana" / "provisioning"
     source = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]
