@@ -72,6 +72,12 @@ class StreamSettings(PipelineSettings):
         default=65_536, ge=256, description="Larger events are dead-lettered as malformed (the raw landing keeps them)."
     )
     stream_consumer: str = Field(default="consumer", description="The consumer's name in the broker's group.")
+    stream_id_memory: int = Field(
+        default=5_000_000,
+        ge=1_000,
+        description="Accepted event ids checked for re-sent events (16 bytes each in memory); an event sent "
+        "again after more than this many others is caught by the use case's deduplication.key only.",
+    )
     stream_lease_seconds: float = Field(
         default=15, gt=1, description="One consumer holds a stream; a standby takes over this long after it died."
     )

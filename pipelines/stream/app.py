@@ -84,6 +84,7 @@ def build(settings: StreamSettings, use_case: UseCase, *, latency_log: Path | No
             max_event_bytes=settings.stream_max_event_bytes,
             consumer=settings.stream_consumer,
             lease_ttl_s=settings.stream_lease_seconds,
+            id_memory=settings.stream_id_memory,
             latency_log=latency_log,
         ),
         metrics=metrics,

@@ -270,6 +270,7 @@ class ConsumerConfig:
     max_event_bytes: int = 65_536
     consumer: str = "consumer"
     lease_ttl_s: float = 15.0
+    id_memory: int = 5_000_000  # accepted event ids checked for re-sends (16 bytes each in memory)
     latency_log: Path | None = None  # bench: every event's produced -> curated seconds, float32
 
 
@@ -325,13 +326,25 @@ class StreamConsumer:
         if self.ids_path.exists():
             with self.ids_path.open("r+b") as f:
                 f.truncate(self.checkpoint.ids * 8)  # ids appended by a micro-batch that never committed
-            self.ids.add(np.fromfile(self.ids_path, dtype=np.uint64), batch="an earlier micro-batch")
+        self._remember_recent_ids()
         self.alerts.firing = {(a, k) for a, k in self.checkpoint.firing}
         self.alerts.last_seen = dict.fromkeys(self.checkpoint.sources, 0.0)
         self.alerts.start(time.time())
         for alert, key in self.alerts.firing:
             self.metrics.firing.labels(self.use_case.name, alert, key).set(1)
         self.broker.ensure_group(self.names.events, self.names.group)
+
+    def _remember_recent_ids(self) -> None:
+        """The index of accepted event ids holds the newest ``id_memory`` of them (16 bytes each): an
+        event sent again after that many others is caught by the use case's key, where it declares
+        one, not by its id. The file keeps them all (8 bytes each)."""
+        self.ids = KeyIndex()
+        if not self.ids_path.exists():
+            return
+        total = self.ids_path.stat().st_size // 8
+        keep = min(total, self.config.id_memory)
+        tail = np.fromfile(self.ids_path, dtype=np.uint64, offset=(total - keep) * 8, count=keep)
+        self.ids.add(tail, batch="an earlier micro-batch")
 
     def _stream_artefacts(self) -> list[Path]:
         uc = self.use_case.name
@@ -481,6 +494,8 @@ class StreamConsumer:
             f.flush()
             os.fsync(f.fileno())
         self.ids.add(mb.accepted_ids, batch=batch_id)
+        if len(self.ids) > 1.5 * self.config.id_memory:
+            self._remember_recent_ids()
         if self.keys is not None:
             self.keys.settle(batch_id)
 

@@ -167,3 +167,19 @@ def test_accepted_rows_keep_the_schema_types(bike: UseCase, tmp_path: Path):
     curated = DataLake(StateLayout(tmp_path)).read_curated("bike_demand")
     assert str(curated["hr"].dtype) == "Int64" and curated["temp"].dtype == np.float64
     assert pd.api.types.is_datetime64_any_dtype(curated["event_time"])
+
+
+def test_the_id_index_keeps_the_newest_ids_within_its_memory(bike: UseCase, tmp_path: Path):
+    broker = FakeBroker()
+    events = list(plan(rows_of(bike), bike, sources=["a"], faults=Faults(), seed=0))[:3_000]
+    produce(events, broker, stream=NAMES.events, rate=None, max_len=10**6)
+    c = consumer(bike, broker, tmp_path, id_memory=1_000)
+    assert consume(c, broker) is None
+    assert len(c.ids) <= 1_500  # rebuilt from the file's tail once it passed 1.5 x its memory
+    restarted = consumer(bike, broker, tmp_path, id_memory=1_000)
+    restarted.recover()
+    assert len(restarted.ids) == 1_000
+    newest = restarted.ids.lookup(np.asarray(pd.util.hash_array(np.asarray([events[-1].id], dtype=object))))[0]
+    oldest = restarted.ids.lookup(np.asarray(pd.util.hash_array(np.asarray([events[0].id], dtype=object))))[0]
+    assert newest.all() and not oldest.any()
+    assert np.fromfile(tmp_path / "stream" / "bike_demand" / "accepted-ids.u64", dtype=np.uint64).size == 3_000
