@@ -104,12 +104,14 @@ def fit_count(use_case: UseCase) -> int:
     return sum(grids) * use_case.training.split.cv_folds
 
 
-def train(frame: pd.DataFrame, use_case: UseCase, *, on_fits: Step | None = None) -> TrainingResult:
+def train(frame: pd.DataFrame, use_case: UseCase, *, on_fits: Step | None = None, n_jobs: int = 1) -> TrainingResult:
     """Tune each candidate with time-series CV on the training window, select on validation, refit, test.
 
     The final model is refitted on train + validation with the winning
     parameters and scored once on the untouched, newest test window. ``on_fits(n, message)`` hears
-    of each candidate's fits as they finish (a progress bar's step).
+    of each candidate's fits as they finish (a progress bar's step). ``n_jobs``: how many of a
+    candidate's fits (grid x folds) run at once, through joblib's backend (the caller may point it
+    at a Dask cluster); every fit is seeded, so the winner is the same however they are spread.
     """
     missing = [c for c in [*use_case.features, use_case.target, EVENT_TIME_COLUMN] if c not in frame.columns]
     if missing:
@@ -135,7 +137,7 @@ def train(frame: pd.DataFrame, use_case: UseCase, *, on_fits: Step | None = None
             param_grid={f"model__{k}": v for k, v in grid.items()},
             scoring=SCORERS[use_case.promotion.metric],
             cv=time_series_cv(cfg.split.cv_folds),
-            n_jobs=1,
+            n_jobs=n_jobs,
             error_score="raise",
         )
         with warnings.catch_warnings():

@@ -43,6 +43,19 @@ class PipelineSettings(CommonSettings):
     pushgateway_url: str | None = Field(
         default=None, description="Prometheus Pushgateway for pipeline metrics (drift share, quarantined rows)."
     )
+    dask_address: str | None = Field(
+        default=None,
+        description="A Dask scheduler (tcp://host:8786): model selection's fits (candidates x grid x folds) "
+        "run on its workers. None: in the training process.",
+    )
+    dask_fallback: Literal["fail", "local"] = Field(
+        default="fail",
+        description="When the scheduler does not answer: fail the training run with a message that says "
+        "so, or train in the process instead (logged).",
+    )
+    dask_timeout_seconds: float = Field(
+        default=15, gt=0, description="How long to wait for the scheduler, and for its first worker."
+    )
 
 
 class StreamSettings(PipelineSettings):

@@ -28,6 +28,7 @@ from models.registry import CHALLENGER, CHAMPION, ChildRun, ModelRegistry, Model
 from models.selection import FeatureSetScore, as_markdown, compare_feature_sets
 from models.threshold import DEFAULT_THRESHOLD, registered_threshold
 from models.training import TrainingResult, fit_count, train, tuning_window
+from pipelines.cluster import compute
 from pipelines.eda import EdaReport, write_eda
 from pipelines.runtime import get_runtime
 
@@ -297,8 +298,10 @@ def train_flow(
     frame, data_version = load_training_data(state_dir, use_case, until)
     # Look before modelling: the analysis of this data version, logged with the run it informs.
     eda = write_eda(frame, uc, data_version=data_version, layout=rt.layout)
-    with progress(f"training {uc.name}", total=fit_count(uc)) as step:
-        result = train(frame, uc, on_fits=step)
+    with compute(rt.settings) as cluster, progress(f"training {uc.name}", total=fit_count(uc)) as step:
+        result = train(frame, uc, on_fits=step, n_jobs=cluster.n_jobs)
+    if cluster.address:
+        logger.info("model selection ran on %d Dask workers of %s", len(cluster.workers), cluster.address)
     logger.info("best candidate %s %s; test %s", result.algorithm, result.params, result.test_metrics)
 
     champion = champion_on(rt.registry, uc, result.split.test)
@@ -379,6 +382,7 @@ def train_flow(
         "calibration": calibration_summary(result),
         "decision": asdict(decision),
         "champion_version": champion.ref.version if champion else None,
+        "dask_workers": sorted(cluster.workers),  # where model selection's fits ran (MLOPS_DASK_ADDRESS)
         "fairness": [r.as_dict() for r in fairness],
         "model_card": str(card_files[0]),
     }

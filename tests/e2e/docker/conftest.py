@@ -19,7 +19,7 @@ from tests.support.compose import Images, Project, StackError, free_port, prepar
 
 TOKEN = "docker-test-admin-token-0123456789"
 PORT_VARIABLES = ("GATEWAY_PORT", "GATEWAY_TLS_PORT", "MLFLOW_PORT", "PREFECT_PORT", "EVIDENTLY_PORT",
-                  "PUSHGATEWAY_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT", "REDIS_PORT")  # fmt: skip
+                  "PUSHGATEWAY_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT", "REDIS_PORT", "DASK_PORT")  # fmt: skip
 
 
 def log(message: str) -> None:

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 ADMIN = {"X-Admin-Token": TOKEN}
 LONG_RUNNING = {"postgres", "mlflow", "prefect-server", "worker", "serving", "gateway", "evidently", "pushgateway",
-                "prometheus", "grafana", "redis", "stream"}  # fmt: skip
+                "prometheus", "grafana", "redis", "stream", "dask-scheduler", "dask-worker"}  # fmt: skip
 TEST_STARTED = time.time()
 
 
@@ -361,6 +361,12 @@ def test_a_drifted_month_streamed_through_the_broker_is_landed_scored_and_retrai
     )
     assert retrain["created_by"]["type"] == "AUTOMATION"
     assert "batch-stream_" in retrain["parameters"]["reason"]
+
+
+def test_model_selection_ran_its_fits_on_both_dask_workers(stack: Project):
+    """The bootstrap's training (and any retraining) sent its fits to the stack's Dask cluster."""
+    logs = stack.compose("logs", "--no-color", "bootstrap", "worker", timeout=120).stdout
+    assert "model selection ran on 2 Dask workers of tcp://dask-scheduler:8786" in logs, logs[-3000:]
 
 
 def test_scaling_out_adds_a_replica_that_the_gateway_and_prometheus_find_by_name(stack: Project):
