@@ -54,7 +54,7 @@ def test_every_overlay_keeps_every_rule(rendered):
 
 def test_the_stack_is_all_there(rendered):
     names = {(d["kind"], d["metadata"]["name"]) for d in rendered}
-    for workload in ("serving", "mlflow", "prefect-server", "worker", "stream"):
+    for workload in ("serving", "mlflow", "prefect-server", "worker", "stream", "dask-scheduler", "dask-worker"):
         assert ("Deployment", workload) in names, workload
     assert {("StatefulSet", "redis"), ("Job", "bootstrap"), ("Ingress", "serving"), ("Secret", "mlops-secrets"),
             ("PodDisruptionBudget", "serving"), ("HorizontalPodAutoscaler", "serving")} <= names  # fmt: skip
