@@ -17,6 +17,9 @@ import typer
 
 from cli import summaries
 from cli.env import prepare_environment
+from cli.options import JsonOpt, StateDirOpt, UseCaseOpt
+from cli.options import fail as _fail
+from cli.options import print_json as _print
 from cli.rollout import rollout_app
 from cli.stream import stream_app
 
@@ -57,39 +60,12 @@ def _options(
     """A closed machine-learning loop: ingest -> validate -> train -> serve -> monitor -> retrain."""
 
 
-UseCaseOpt = Annotated[
-    str,
-    typer.Option(
-        "--use-case",
-        "-u",
-        envvar="MLOPS_USE_CASE",
-        help="Use case name (a YAML in MLOPS_USECASES_DIR, default usecases/) or path to a use-case YAML.",
-    ),
-]
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option("--state-dir", envvar="MLOPS_STATE_DIR", help="Where everything is written (default: ./.mlops)."),
-]
-
-
-def _print(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, default=str))
-
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object (for scripts).")]
-
-
 def _report(payload: Any, *, as_json: bool, summary: Callable[[Any], list[str]]) -> None:
     """A result as a few readable lines, or, with ``--json``, whole."""
     if as_json:
         _print(payload)
     else:
         typer.echo("\n".join(summary(payload)))
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _require_pipelines() -> None:

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.options import JsonOpt
+
 rollout_app = typer.Typer(
     help="Progressive delivery of model versions (canary, blue-green, shadow, A/B) through the admin API.",
     no_args_is_help=True,
@@ -24,7 +26,6 @@ ReadTokenOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 IdArg = Annotated[str | None, typer.Argument(help="Rollout id [default: the current rollout].")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TOKEN = "dev-admin-token"

@@ -10,9 +10,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from cli.options import JsonOpt, StateDirOpt, UseCaseOpt
+from cli.options import fail as _fail
+from cli.options import print_json as _print
 
 if TYPE_CHECKING:
     from core.usecase import UseCase
@@ -22,21 +26,6 @@ stream_app = typer.Typer(
     help="Streaming ingestion through a broker (Redis Streams): produce, consume, measure, inspect.",
     no_args_is_help=True,
 )
-
-UseCaseOpt = Annotated[
-    str,
-    typer.Option("--use-case", "-u", envvar="MLOPS_USE_CASE", help="Use case name or path to a use-case YAML."),
-]
-StateDirOpt = Annotated[
-    Path | None,
-    typer.Option("--state-dir", envvar="MLOPS_STATE_DIR", help="Where everything is written (default: ./.mlops)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _setup(use_case: str, state_dir: Path | None) -> tuple[StreamSettings, UseCase]:
@@ -50,11 +39,6 @@ def _setup(use_case: str, state_dir: Path | None) -> tuple[StreamSettings, UseCa
         return settings, load_use_case(use_case, usecases_dir=settings.usecases_dir)
     except (UseCaseError, ValueError) as err:
         _fail(str(err))
-        raise  # unreachable: _fail exits
-
-
-def _print(payload: Any) -> None:
-    typer.echo(json.dumps(payload, indent=2, default=str))
 
 
 @stream_app.command()
@@ -158,7 +142,7 @@ def bench(
     except ValueError as err:
         _fail(str(err))
     if as_json:
-        typer.echo(json.dumps({k: v for k, v in result.items() if k != "levels"} | {"levels": result["levels"]}))
+        typer.echo(json.dumps(result))  # one line: the summary's keys, then each level
         return
     for level in result["levels"]:
         typer.echo(

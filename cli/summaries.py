@@ -72,8 +72,3 @@ def retrained(r: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {rollout.get('strategy')} of v{rollout.get('candidate_version')}: {rollout.get('outcome')}")
     lines.append(f"  champion: v{r.get('champion')}" + (" (promoted now)" if r.get("promoted") else ""))
     return lines
-
-
-def fields(r: Mapping[str, Any]) -> list[str]:
-    """Any flat result as ``key: value`` lines."""
-    return [f"{k}: {v}" for k, v in r.items()]

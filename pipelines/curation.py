@@ -130,6 +130,11 @@ def failure_kind(reason: str) -> str:
     return reason.split(":")[0] if reason.startswith(("type", "malformed", "duplicate", "event_time")) else reason
 
 
+def batch_status(*, accepted: int, quarantined: int) -> str:
+    """accepted: every row; partial: some rows quarantined; rejected: no row accepted."""
+    return "accepted" if not quarantined else "partial" if accepted else "rejected"
+
+
 def top_reasons(reasons: Counter[str], n: int = 3) -> str:
     """The most frequent reasons, with their counts."""
     return "; ".join(f"{reason} x{count}" for reason, count in reasons.most_common(n))

@@ -18,7 +18,14 @@ from prefect import flow, get_run_logger, task
 
 from core.progress import progress
 from pipelines.batches import MAX_EXACT_INT, BatchRejected, RejectedRow
-from pipelines.curation import curated_key_index, failure_kind, process_chunks, quarantine_rows, top_reasons
+from pipelines.curation import (
+    batch_status,
+    curated_key_index,
+    failure_kind,
+    process_chunks,
+    quarantine_rows,
+    top_reasons,
+)
 from pipelines.runtime import get_runtime
 from pipelines.sources import iter_source
 from pipelines.storage import DataLake, IngestResult
@@ -85,7 +92,7 @@ def ingest_flow(
         rows_received=accepted + quarantined,
         rows_accepted=accepted,
         rows_quarantined=quarantined,
-        status="accepted" if not quarantined else "partial" if accepted else "rejected",
+        status=batch_status(accepted=accepted, quarantined=quarantined),
         # Every row quarantined: the batch gave nothing, whatever the cause, and says so.
         reason=None if accepted else f"no row accepted: all {quarantined} quarantined ({top_reasons(reasons)})",
         failure_counts=dict(reasons),

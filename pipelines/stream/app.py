@@ -9,6 +9,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +19,11 @@ from core.telemetry import disable_telemetry
 from core.usecase import UseCase
 from pipelines.drops import records_and_labels
 from pipelines.settings import StreamSettings
+from pipelines.stream.alerts import PRODUCED_AT
 from pipelines.stream.broker import BrokerUnavailable, LeaseLost, RedisStreams
 from pipelines.stream.checks import EventValidator
 from pipelines.stream.consumer import ConsumerConfig, MicroBatch, StreamConsumer, StreamMetrics, StreamNames
-from pipelines.stream.notify import Notifier, prefect_events, webhook
+from pipelines.stream.notify import Notifier, emit, prefect_events, webhook
 from pipelines.stream.scoring import Scorer, ScoringJob
 
 log = logging.getLogger(__name__)
@@ -46,30 +48,22 @@ def build(settings: StreamSettings, use_case: UseCase, *, latency_log: Path | No
     sinks = []
     if settings.stream_webhook_url:
         sinks.append(webhook(settings.stream_webhook_url, use_case=use_case.name))
-    if os.environ.get("PREFECT_API_URL"):
+    announcing = bool(os.environ.get("PREFECT_API_URL"))
+    if announcing:
         sinks.append(prefect_events(use_case=use_case.name))
     else:
         log.info("PREFECT_API_URL is not set: alerts and full windows are not announced as Prefect events")
     notifier = Notifier(sinks)
-    scorer = None
-    # Benchmarks: each scored event's produced -> scored seconds beside the curated ones.
-    scored_log = latency_log.with_suffix(".scored") if latency_log is not None else None
+    scorer, score = None, None
     if settings.stream_score and settings.serving_url:
+        # Benchmarks: each scored event's produced -> scored seconds beside the curated ones.
+        scored_log = latency_log.with_suffix(".scored") if latency_log is not None else None
         scorer = Scorer(
             url=settings.serving_url,
             on_scored=lambda job, at: _scored(metrics, use_case.name, job, at, log=scored_log),
             on_failed=lambda job, why: metrics.unscored.labels(use_case.name).inc(len(job.records)),
         )
-
-    def score(mb: MicroBatch) -> None:
-        records, labels = records_and_labels(mb.accepted, use_case)
-        assert scorer is not None
-        scorer.submit(ScoringJob(mb.batch_id, records, labels, mb.meta["__produced_at__"].tolist()))
-
-    def announce(event: str, resource: dict[str, str], payload: dict[str, object]) -> None:
-        from prefect.events import emit_event
-
-        emit_event(event=event, resource=resource, payload=payload)
+        score = _scoring(scorer, use_case)
 
     holder = f"{socket.gethostname()}:{os.getpid()}"
     consumer = StreamConsumer(
@@ -89,11 +83,21 @@ def build(settings: StreamSettings, use_case: UseCase, *, latency_log: Path | No
         ),
         metrics=metrics,
         on_alert=notifier,
-        announce=announce if os.environ.get("PREFECT_API_URL") else None,
-        score=score if scorer is not None else None,
+        announce=emit if announcing else None,
+        score=score,
     )
     port = metrics.serve(settings.stream_metrics_port)
     return ConsumerProcess(consumer, broker, notifier, scorer, port, holder)
+
+
+def _scoring(scorer: Scorer, use_case: UseCase) -> Callable[[MicroBatch], None]:
+    """A micro-batch's accepted rows as one scoring job: the service's records, and the events' labels."""
+
+    def score(mb: MicroBatch) -> None:
+        records, labels = records_and_labels(mb.accepted, use_case)
+        scorer.submit(ScoringJob(mb.batch_id, records, labels, mb.meta[PRODUCED_AT].tolist()))
+
+    return score
 
 
 def _scored(metrics: StreamMetrics, use_case: str, job: ScoringJob, at: float, *, log: Path | None) -> None:

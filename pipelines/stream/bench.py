@@ -193,6 +193,7 @@ def _wait_for_scores(path: Path, accepted: int, *, timeout_s: float = 120) -> No
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
 def scoring_service(use_case: UseCase, work: Path) -> Iterator[tuple[str, Path]]:
     """A champion bootstrapped from the use case's first months, served: (its URL, its state folder)."""
     from pipelines.traffic import running_service
@@ -211,7 +212,7 @@ def scoring_service(use_case: UseCase, work: Path) -> Iterator[tuple[str, Path]]
 
 
 def _wait_until_received(path: Path, sent: int, *, timeout_s: float = 120) -> Checkpoint:
-    deadline = time.monotonic() + timeout_s
+    deadline, checkpoint = time.monotonic() + timeout_s, Checkpoint()
     while True:
         with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
             checkpoint = Checkpoint.load(path)
@@ -232,7 +233,7 @@ def bench(use_case: UseCase, settings: StreamSettings, *, quick: bool) -> dict[s
     with tempfile.TemporaryDirectory(prefix="stream-bench-") as tmp:
         results = [run_level(level, use_case, settings, work=Path(tmp)) for level in levels]
         if not quick:  # produced -> scored, through a real service (the model is trained first: ~1 min)
-            with contextlib.contextmanager(scoring_service)(use_case, Path(tmp)) as (url, state):
+            with scoring_service(use_case, Path(tmp)) as (url, state):
                 scored = run_level(
                     Level(1_000, 10_000), use_case, settings, work=Path(tmp), serving_url=url, state=state
                 )

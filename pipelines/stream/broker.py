@@ -58,7 +58,14 @@ class Broker(Protocol):
         """(entries not yet delivered to the group, entries delivered and not acknowledged)."""
         ...
 
-    def acquire_lease(self, name: str, holder: str, *, ttl_s: float) -> bool: ...
+    def acquire_lease(self, name: str, holder: str, *, ttl_s: float) -> bool:
+        # redis-py's Lock: a key set only if absent, with an expiry, renewed and released only by the
+        # holder whose token it holds (the holder's name: `mlops stream status` shows it).
+        lock = self._client.lock(name, timeout=ttl_s, blocking=False, thread_local=False)
+        acquired = bool(self._call("lease", lock.acquire, token=holder))
+        if acquired:
+            self._leases[name] = lock
+        return acquired
 
     def renew_lease(self, name: str, holder: str, *, ttl_s: float) -> None:
         """Extend the lease; ``LeaseLost`` when another holder has it."""

@@ -37,7 +37,7 @@ import pandas as pd
 from core.layout import StateLayout
 from core.usecase import UseCase
 from pipelines.batches import ROW_NUMBER, ParsedBatch, RejectedRow, shown
-from pipelines.curation import BatchValidator, curate, curated_key_index, failure_kind, quarantine_rows
+from pipelines.curation import BatchValidator, batch_status, curate, curated_key_index, failure_kind, quarantine_rows
 from pipelines.dedup import KeyIndex
 from pipelines.storage import EVENT_DATE, DataLake, IngestResult
 from pipelines.stream.alerts import ENTRY, PRODUCED_AT, SOURCE, AlertBook, AlertChange
@@ -219,8 +219,6 @@ class StreamMetrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
-        labels = {"use_case": use_case}
-        self._labels = labels
 
         def counter(name: str, doc: str, extra: tuple[str, ...] = ()) -> Any:
             return Counter(name, doc, ["use_case", *extra], registry=self.registry)
@@ -248,10 +246,6 @@ class StreamMetrics:
         for outcome in ("accepted", "quarantined"):
             self.events.labels(use_case, outcome)
         self.broker_up.labels(use_case).set(1)
-
-    @property
-    def use_case(self) -> str:
-        return self._labels["use_case"]
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int:
         from prometheus_client import start_http_server
@@ -484,7 +478,7 @@ class StreamConsumer:
                 rows_received=mb.received,
                 rows_accepted=len(mb.accepted),
                 rows_quarantined=len(mb.quarantined),
-                status="accepted" if not mb.quarantined else "partial" if len(mb.accepted) else "rejected",
+                status=batch_status(accepted=len(mb.accepted), quarantined=len(mb.quarantined)),
                 ingested_at=at,
                 failure_counts=dict(reasons),
             )
@@ -576,7 +570,7 @@ class StreamConsumer:
             "use_case": self.use_case.name,
             "batch_id": window,
             "source": f"stream:{self.names.events}",
-            "status": "accepted" if not quarantined else "partial",
+            "status": batch_status(accepted=accepted, quarantined=quarantined),
             "rows_received": accepted + quarantined,
             "rows_accepted": accepted,
             "rows_quarantined": quarantined,

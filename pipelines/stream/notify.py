@@ -72,12 +72,17 @@ def webhook(url: str, *, use_case: str, timeout_s: float = 3.0) -> Callable[[Ale
     return send
 
 
-def prefect_events(*, use_case: str) -> Callable[[AlertChange], None]:
-    """Alert changes as Prefect events (an Automation can react to them). Needs PREFECT_API_URL."""
+def emit(event: str, resource: dict[str, str], payload: dict[str, Any]) -> None:
+    """A Prefect event (an Automation can react to it). Needs PREFECT_API_URL; Prefect is imported here only."""
     from prefect.events import emit_event
 
+    emit_event(event=event, resource=resource, payload=payload)
+
+
+def prefect_events(*, use_case: str) -> Callable[[AlertChange], None]:
+    """Alert changes as Prefect events."""
+
     def send(change: AlertChange) -> None:
-        event, resource, payload = alert_event(change, use_case=use_case)
-        emit_event(event=event, resource=resource, payload=payload)
+        emit(*alert_event(change, use_case=use_case))
 
     return send

@@ -14,7 +14,6 @@ Faults, each a share of the events (or a point in the stream for silence)::
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter
@@ -210,7 +209,3 @@ def rows_of(use_case: UseCase, *, drop: str | None = None, loops: int = 1) -> It
     records = raw.to_dict(orient="records")
     for _ in range(loops):
         yield from records
-
-
-def summary_json(produced: Produced) -> str:
-    return json.dumps(produced.summary())

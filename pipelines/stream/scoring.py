@@ -77,7 +77,8 @@ class Scorer(Background[ScoringJob]):
                     break  # the request itself is refused: sending it again changes nothing
             except httpx.HTTPError as err:
                 problem = f"/predict failed: {type(err).__name__}: {err}"
-            time.sleep(min(0.2 * 2**attempt, 5.0))
+            if attempt < self._attempts - 1:
+                time.sleep(min(0.2 * 2**attempt, 5.0))
         log.warning("micro-batch %s not scored: %s", job.batch_id, problem)
         self._on_failed(job, problem)
 
