@@ -552,6 +552,37 @@ def worker(
     serve_deployments(use_case=use_case, settings=settings)
 
 
+@app.command("flow-worker")
+def flow_worker() -> None:
+    """Run the train and retrain flows in containers of their own: Prefect's Docker worker on the work pool
+    MLOPS_FLOW_POOL (created when missing). Each flow container is made like this worker's own container
+    (image, networks, named volumes, MLOPS_* settings), so it must run in one, with the engine's socket.
+    Runs until stopped.
+    """
+    import os
+
+    _require_pipelines()
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail("the flow worker needs a Prefect server: set PREFECT_API_URL (e.g. http://prefect-server:4200/api)")
+    from pipelines.settings import PipelineSettings
+
+    settings = PipelineSettings()
+    if not settings.flow_pool:
+        _fail("set MLOPS_FLOW_POOL to the name of the work pool the train and retrain flows are deployed to")
+    from pipelines.containers import NoOwnContainer, ensure_pool, like, own_container
+
+    try:
+        container = like(own_container(), memory_limit=settings.flow_memory_limit)
+    except NoOwnContainer as err:
+        _fail(str(err))
+    ensure_pool(settings.flow_pool, container=container)
+    networks = ", ".join(container.networks)
+    typer.echo(f"flow containers: {container.image} on {networks}, with volumes {', '.join(container.volumes)}")
+    # Prefect's own worker from here on: this process becomes it (signals and exit code are its own).
+    start = ["prefect", "worker", "start", "--pool", settings.flow_pool, "--type", "docker", "--with-healthcheck"]
+    os.execvp("prefect", start)
+
+
 @app.command("sample-batch")
 def sample_batch(
     month: Annotated[

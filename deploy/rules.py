@@ -148,8 +148,28 @@ def named_volumes(data: dict[str, Any]) -> list[str]:
             bind = source.startswith((".", "/", "~", "$"))
             if not bind and source not in declared:
                 out.append(f"{name}: volume '{source}' is not declared under the top-level volumes")
+            if source == ENGINE_SOCKET:
+                continue  # its own rule, below: ":ro" would not stop a client from using it
             if bind and ":ro" not in str(item):
                 out.append(f"{name}: host bind '{source}' should be read-only (durable data goes in named volumes)")
+    return out
+
+
+ENGINE_SOCKET = "/var/run/docker.sock"
+ENGINE_SOCKET_USERS = frozenset({"flow-worker"})
+
+
+def engine_socket(data: dict[str, Any]) -> list[str]:
+    """The engine's socket is root on the host: only the flow worker gets it, through the socket's group."""
+    out = []
+    for name, spec in data["services"].items():
+        sources = [str(item).split(":")[0] for item in spec.get("volumes") or [] if not isinstance(item, dict)]
+        if ENGINE_SOCKET not in sources:
+            continue
+        if name not in ENGINE_SOCKET_USERS:
+            out.append(f"{name}: mounts the engine's socket; only {sorted(ENGINE_SOCKET_USERS)} may")
+        elif not spec.get("group_add"):
+            out.append(f"{name}: reaches the engine's socket through its group: set group_add (DOCKER_GID)")
     return out
 
 
@@ -174,6 +194,7 @@ RULES = (
     restart_policies,
     secrets,
     named_volumes,
+    engine_socket,
     telemetry,
 )
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +31,10 @@ from models.metrics import SCORERS, evaluate, model_output
 from models.splits import TimeSplit, time_ordered_split, time_series_cv
 from models.threshold import DEFAULT_THRESHOLD, ThresholdChoice, choose_threshold, default_choice
 
+# Given what every fit reads (the tuning rows, the folds' row indices), a context in which fits can
+# find it wherever they run (a cluster copies it to each worker once, not once per fit).
+Share = Callable[[Sequence[Any]], AbstractContextManager[Any]]
+
 
 @dataclass(frozen=True)
 class CandidateResult:
@@ -37,6 +43,8 @@ class CandidateResult:
     cv_score: float
     validation_metrics: dict[str, float]
     fit_seconds: float
+    # The tuned candidate's output on the validation window (what calibration and the threshold start from).
+    validation_output: np.ndarray = field(repr=False, compare=False)
 
 
 @dataclass
@@ -104,7 +112,14 @@ def fit_count(use_case: UseCase) -> int:
     return sum(grids) * use_case.training.split.cv_folds
 
 
-def train(frame: pd.DataFrame, use_case: UseCase, *, on_fits: Step | None = None, n_jobs: int = 1) -> TrainingResult:
+def train(
+    frame: pd.DataFrame,
+    use_case: UseCase,
+    *,
+    on_fits: Step | None = None,
+    n_jobs: int = 1,
+    share: Share | None = None,
+) -> TrainingResult:
     """Tune each candidate with time-series CV on the training window, select on validation, refit, test.
 
     The final model is refitted on train + validation with the winning
@@ -112,6 +127,7 @@ def train(frame: pd.DataFrame, use_case: UseCase, *, on_fits: Step | None = None
     of each candidate's fits as they finish (a progress bar's step). ``n_jobs``: how many of a
     candidate's fits (grid x folds) run at once, through joblib's backend (the caller may point it
     at a Dask cluster); every fit is seeded, so the winner is the same however they are spread.
+    ``share``: see ``Share``.
     """
     missing = [c for c in [*use_case.features, use_case.target, EVENT_TIME_COLUMN] if c not in frame.columns]
     if missing:
@@ -128,36 +144,15 @@ def train(frame: pd.DataFrame, use_case: UseCase, *, on_fits: Step | None = None
     X_train, y_train = coerce_features(tuning, use_case), target_vector(tuning, use_case)
     X_val, y_val = coerce_features(split.validation, use_case), target_vector(split.validation, use_case)
 
-    candidates: list[CandidateResult] = []
-    best: tuple[float, str, dict[str, Any], np.ndarray] | None = None
-    for algorithm, grid in cfg.candidates.items():
-        started = time.perf_counter()
-        search = GridSearchCV(
-            make_pipeline(use_case, algorithm),
-            param_grid={f"model__{k}": v for k, v in grid.items()},
-            scoring=SCORERS[use_case.promotion.metric],
-            cv=time_series_cv(cfg.split.cv_folds),
-            n_jobs=n_jobs,
-            error_score="raise",
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)
-            search.fit(X_train, y_train)
-        val_output = model_output(search.best_estimator_, X_val, use_case.task)
-        val_metrics = evaluate(use_case.task, y_val, val_output)
-        params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
-        candidates.append(
-            CandidateResult(algorithm, params, float(search.best_score_), val_metrics, time.perf_counter() - started)
-        )
-        if on_fits is not None:
-            fits = len(search.cv_results_["params"]) * cfg.split.cv_folds
-            on_fits(fits, f"[train] {algorithm}: {fits} fits, best {params}, validation {val_metrics}")
-        score = _selection_score(use_case, val_metrics)
-        if best is None or score > best[0]:
-            best = (score, algorithm, params, val_output)
-
-    assert best is not None  # candidates is never empty (validated in the use case)
-    _, algorithm, params, best_val_output = best
+    folds = list(time_series_cv(cfg.split.cv_folds).split(X_train))  # the same index arrays for every fit
+    with share([X_train, y_train, *(rows for fold in folds for rows in fold)]) if share else nullcontext():
+        candidates = [
+            _tune(use_case, name, grid, X_train, y_train, X_val, y_val, folds=folds, n_jobs=n_jobs, on_fits=on_fits)
+            for name, grid in cfg.candidates.items()
+        ]
+    best = max(candidates, key=lambda c: _selection_score(use_case, c.validation_metrics))
+    algorithm, params = best.algorithm, best.best_params
+    best_val_output = best.validation_output
     calibration = decide_calibration(use_case, algorithm, params, X_train, y_train, y_val, best_val_output)
     kept = calibration.calibration if calibration else None
     if kept is not None:
@@ -183,6 +178,43 @@ def train(frame: pd.DataFrame, use_case: UseCase, *, on_fits: Step | None = None
         feature_importance=_importance(model, X_test, y_test, use_case),
         decision=decision,
         calibration=calibration,
+    )
+
+
+def _tune(
+    use_case: UseCase,
+    algorithm: str,
+    grid: dict[str, list[Any]],
+    X_train: pd.DataFrame,
+    y_train: np.ndarray,
+    X_val: pd.DataFrame,
+    y_val: np.ndarray,
+    *,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    n_jobs: int,
+    on_fits: Step | None,
+) -> CandidateResult:
+    """One candidate's grid searched over the time-series folds, its best scored on the validation window."""
+    started = time.perf_counter()
+    search = GridSearchCV(
+        make_pipeline(use_case, algorithm),
+        param_grid={f"model__{k}": v for k, v in grid.items()},
+        scoring=SCORERS[use_case.promotion.metric],
+        cv=folds,
+        n_jobs=n_jobs,
+        error_score="raise",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        search.fit(X_train, y_train)
+    val_output = model_output(search.best_estimator_, X_val, use_case.task)
+    val_metrics = evaluate(use_case.task, y_val, val_output)
+    params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+    if on_fits is not None:
+        fits = len(search.cv_results_["params"]) * len(folds)
+        on_fits(fits, f"[train] {algorithm}: {fits} fits, best {params}, validation {val_metrics}")
+    return CandidateResult(
+        algorithm, params, float(search.best_score_), val_metrics, time.perf_counter() - started, val_output
     )
 
 

@@ -1,16 +1,25 @@
 """Where model selection's fits run: in the training process, or on a Dask cluster (MLOPS_DASK_ADDRESS).
 
 scikit-learn parallelises a grid search through joblib; joblib's ``dask`` backend sends each fit to
-the cluster's workers as a task, and a task whose worker dies is run again on another. Dask is
-imported only when a cluster is configured.
+the cluster's workers as a task. What every fit reads (the tuning rows, the folds) is copied to each
+worker once (``Compute.share``), so a worker that dies mid-task loses nothing the others lack: the
+scheduler runs its task again on another, and the result is the same. That needs the scheduler to
+keep those copies: its active memory manager, which drops replicas it deems surplus, must be off
+(``DASK_DISTRIBUTED__SCHEDULER__ACTIVE_MEMORY_MANAGER__START=false``, as the stack sets it).
+
+A scheduler that does not answer, or goes away mid-training, fails the run with ``ClusterUnavailable``
+(or, with MLOPS_DASK_FALLBACK=local, an unreachable one trains here). Dask is imported only when a
+cluster is configured.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipelines.settings import PipelineSettings
 
@@ -18,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class ClusterUnavailable(ConnectionError):
-    """The configured Dask scheduler does not answer (and the settings ask to fail rather than train here)."""
+    """The configured Dask scheduler does not answer, or was lost during the run."""
 
 
 @dataclass
@@ -27,7 +36,16 @@ class Compute:
 
     n_jobs: int
     address: str | None = None
+    timeout: float = 15
     workers: set[str] = field(default_factory=set)
+
+    def share(self, data: Sequence[Any]) -> AbstractContextManager[Any]:
+        """A context in which the fits find ``data`` on every worker (a copy each, sent once)."""
+        if self.address is None:
+            return nullcontext()
+        import joblib
+
+        return joblib.parallel_backend("dask", scatter=list(data), wait_for_workers_timeout=self.timeout)
 
 
 @contextmanager
@@ -38,24 +56,33 @@ def compute(settings: PipelineSettings) -> Iterator[Compute]:
     import joblib
     from distributed import Client, get_task_stream
 
+    address, timeout = settings.dask_address, settings.dask_timeout_seconds
     try:
-        client = Client(settings.dask_address, timeout=settings.dask_timeout_seconds, set_as_default=False)
-        client.wait_for_workers(1, timeout=settings.dask_timeout_seconds)
+        client = Client(address, timeout=timeout, set_as_default=False)
+        client.wait_for_workers(1, timeout=timeout)
     except (OSError, TimeoutError) as err:
-        message = f"the Dask scheduler at {settings.dask_address} does not answer, or has no worker ({err})"
+        message = f"the Dask scheduler at {address} does not answer, or has no worker ({err})"
         if settings.dask_fallback == "local":
             log.warning("%s: training in this process instead (MLOPS_DASK_FALLBACK=local)", message)
             yield Compute(n_jobs=1)
             return
         raise ClusterUnavailable(f"{message}; set MLOPS_DASK_FALLBACK=local to train here instead") from None
-    used = Compute(n_jobs=-1, address=settings.dask_address)
+    if client.amm.running():
+        log.warning(
+            "the scheduler at %s runs its active memory manager: it drops the workers' copies of the training data, "
+            "so a worker lost mid-task fails the run instead of its task running again elsewhere",
+            address,
+        )
+    used = Compute(n_jobs=-1, address=address, timeout=timeout)
     try:
         with (
             client.as_current(),
-            joblib.parallel_backend("dask", wait_for_workers_timeout=settings.dask_timeout_seconds),
+            joblib.parallel_backend("dask", wait_for_workers_timeout=timeout),
             get_task_stream(client=client) as stream,
         ):
             yield used
         used.workers = {task["worker"] for task in stream.data}
+    except (CancelledError, OSError) as err:  # distributed's FutureCancelledError, CommClosedError
+        raise ClusterUnavailable(f"the Dask cluster at {address} was lost during training ({err})") from err
     finally:
         client.close()

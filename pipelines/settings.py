@@ -56,6 +56,16 @@ class PipelineSettings(CommonSettings):
     dask_timeout_seconds: float = Field(
         default=15, gt=0, description="How long to wait for the scheduler, and for its first worker."
     )
+    flow_pool: str | None = Field(
+        default=None,
+        description="A Prefect `docker` work pool: the worker deploys the train and retrain flows to it, so "
+        "each of their runs gets a container of its own (`mlops flow-worker` serves the pool). None: they run "
+        "as subprocesses of the worker, like the other flows.",
+    )
+    flow_memory_limit: str | None = Field(
+        default=None,
+        description="The memory limit of each flow container (Docker's form: 2g, 512m). None: no limit.",
+    )
 
 
 class StreamSettings(PipelineSettings):

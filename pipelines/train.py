@@ -299,7 +299,7 @@ def train_flow(
     # Look before modelling: the analysis of this data version, logged with the run it informs.
     eda = write_eda(frame, uc, data_version=data_version, layout=rt.layout)
     with compute(rt.settings) as cluster, progress(f"training {uc.name}", total=fit_count(uc)) as step:
-        result = train(frame, uc, on_fits=step, n_jobs=cluster.n_jobs)
+        result = train(frame, uc, on_fits=step, n_jobs=cluster.n_jobs, share=cluster.share)
     if cluster.address:
         logger.info("model selection ran on %d Dask workers of %s", len(cluster.workers), cluster.address)
     logger.info("best candidate %s %s; test %s", result.algorithm, result.params, result.test_metrics)

@@ -55,7 +55,7 @@ def test_the_worker_wires_the_flows_with_schedules_and_event_triggers():
 
     settings = PipelineSettings(ingest_interval_seconds=7, monitor_interval_seconds=600)
     by_flow = {d.flow_name: d for d in deployments(use_case="bike_demand", settings=settings)}
-    assert set(by_flow) == {"watch-inbox", "monitor", "retrain", "deploy"}
+    assert set(by_flow) == {"watch-inbox", "monitor", "retrain", "train", "deploy"}
     assert by_flow["watch-inbox"].schedules[0].schedule.interval.total_seconds() == 7
     (on_batch,) = by_flow["monitor"].triggers
     assert on_batch.expect == {INGESTED_EVENT} and on_batch.parameters["batch_id"] == "{{ event.payload.batch_id }}"
@@ -64,3 +64,6 @@ def test_the_worker_wires_the_flows_with_schedules_and_event_triggers():
     assert on_drift.match.model_dump()["prefect.resource.id"] == "mlops.model.bike_demand"
     assert on_drift.parameters["deploy"] == "rollout"
     assert by_flow["deploy"].triggers == [] and by_flow["deploy"].schedules == []
+    # The heavy two name their flow by module, so a flow container imports it from the installed package.
+    assert by_flow["retrain"].entrypoint == "pipelines.monitor.retrain_flow"
+    assert by_flow["train"].entrypoint == "pipelines.train.train_flow"

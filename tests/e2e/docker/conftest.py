@@ -49,6 +49,8 @@ def write_env(folder: Path, **overrides: str) -> tuple[Path, dict[str, str]]:
         "MLOPS_ADMIN_TOKEN": TOKEN,
         "GRAFANA_ADMIN_PASSWORD": "docker-test-grafana-0123",
         **{variable: str(free_port()) for variable in PORT_VARIABLES},
+        # The flow worker reaches the engine's socket through the socket's group.
+        "DOCKER_GID": str(Path("/var/run/docker.sock").stat().st_gid),
         **overrides,
     }
     path = folder / ".env"

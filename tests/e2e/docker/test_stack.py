@@ -23,14 +23,14 @@ from pipelines.batches import coerce_types, parse_csv
 from pipelines.drops import read_raw, records_and_labels, split_into_drops
 from tests.conftest import ROOT, USECASES
 from tests.e2e.docker.conftest import TOKEN
-from tests.support.compose import Project, prometheus_query, prometheus_range, wait_until
+from tests.support.compose import Project, prometheus_query, prometheus_range, run, wait_until
 from tests.support.records import BIKE_RECORD
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 ADMIN = {"X-Admin-Token": TOKEN}
 LONG_RUNNING = {"postgres", "mlflow", "prefect-server", "worker", "serving", "gateway", "evidently", "pushgateway",
-                "prometheus", "grafana", "redis", "stream", "dask-scheduler", "dask-worker"}  # fmt: skip
+                "prometheus", "grafana", "redis", "stream", "dask-scheduler", "dask-worker", "flow-worker"}  # fmt: skip
 TEST_STARTED = time.time()
 
 
@@ -291,6 +291,7 @@ def test_a_drifted_batch_reaches_a_canary_that_survives_a_killed_replica_a_datab
     )
     assert len(retrains) == 1 and retrains[0]["created_by"]["type"] == "AUTOMATION"
     assert retrains[0]["parameters"]["reason"].startswith("drift share")
+    assert_ran_in_a_container_of_its_own(stack, retrains[0])
     deploys = prefect_runs(api, "deploy")
     assert len(deploys) == 1 and deploys[0]["state_type"] == "COMPLETED"
     assert [p["name"] for p in httpx.get(stack.url("EVIDENTLY_PORT", "/api/projects"), timeout=10).json()] == [
@@ -363,9 +364,20 @@ def test_a_drifted_month_streamed_through_the_broker_is_landed_scored_and_retrai
     assert "batch-stream_" in retrain["parameters"]["reason"]
 
 
+def assert_ran_in_a_container_of_its_own(stack: Project, flow_run: dict[str, Any]) -> None:
+    """A flow run of the `containers` pool: the flow worker started a container for it, gone with the run."""
+    assert flow_run["work_pool_name"] == "containers", flow_run["work_pool_name"]
+    container = flow_run["infrastructure_pid"].rsplit(":", 1)[-1]  # prefect-docker: "<engine>:<container id>"
+    assert container and not any(c.startswith(container[:12]) for s in stack.services for c in stack.containers(s))
+    inspected = run(["docker", "container", "inspect", container], check=False, timeout=60)
+    assert inspected.returncode != 0 and "No such" in inspected.stderr  # removed when its run ended
+    logs = stack.compose("logs", "--no-color", "flow-worker", timeout=120).stdout
+    assert f"Docker container {flow_run['name']!r} has status" in logs, logs[-3000:]
+
+
 def test_model_selection_ran_its_fits_on_both_dask_workers(stack: Project):
-    """The bootstrap's training (and any retraining) sent its fits to the stack's Dask cluster."""
-    logs = stack.compose("logs", "--no-color", "bootstrap", "worker", timeout=120).stdout
+    """The bootstrap's training (and any retraining, in its flow container) sent its fits to the Dask cluster."""
+    logs = stack.compose("logs", "--no-color", "bootstrap", "worker", "flow-worker", timeout=120).stdout
     assert "model selection ran on 2 Dask workers of tcp://dask-scheduler:8786" in logs, logs[-3000:]
 
 

@@ -87,6 +87,11 @@ def test_the_stack_has_every_service_the_loop_needs(data):
             lambda d: d["services"]["serving"].update(ports=["127.0.0.1:8001:8000"]),
             "serving: port '127.0.0.1:8001:8000' is published by a replicated service",
         ),
+        (
+            lambda d: d["services"]["worker"]["volumes"].append("/var/run/docker.sock:/var/run/docker.sock:ro"),
+            "worker: mounts the engine's socket",
+        ),
+        (lambda d: d["services"]["flow-worker"].pop("group_add"), "flow-worker: reaches the engine's socket"),
     ],
     ids=[
         "healthcheck",
@@ -100,6 +105,8 @@ def test_the_stack_has_every_service_the_loop_needs(data):
         "telemetry",
         "internal-port",
         "replicated-port",
+        "engine-socket",
+        "engine-socket-group",
     ],
 )
 def test_each_rule_catches_its_violation(broken, breakage, expected):
