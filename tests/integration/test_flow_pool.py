@@ -24,9 +24,7 @@ def test_train_and_retrain_go_to_the_pool_and_the_rest_stay_with_the_worker():
     async def read() -> tuple:
         async with get_client() as client:
             pool = await client.read_work_pool("containers-it")
-            pooled = {
-                name: await client.read_deployment_by_name(f"{name}/bike_demand") for name in sorted(HEAVY_FLOWS)
-            }
+            pooled = {name: await client.read_deployment_by_name(f"{name}/bike_demand") for name in sorted(HEAVY_FLOWS)}
             automations = await client.read_automations_by_name("retrain-on-drift-bike_demand")
             return pool, pooled, automations
 
