@@ -381,6 +381,64 @@ def test_model_selection_ran_its_fits_on_both_dask_workers(stack: Project):
     assert "model selection ran on 2 Dask workers of tcp://dask-scheduler:8786" in logs, logs[-3000:]
 
 
+def test_a_dask_worker_container_killed_mid_training_changes_nothing(stack: Project):
+    """A train run (in its flow container) loses one of the two Dask workers while fits run: its tasks
+    run again on the other, and the run finds what an undisturbed run on the same data finds."""
+    api, mlflow, dask = stack.url("PREFECT_PORT", "/api"), stack.url("MLFLOW_PORT"), stack.url("DASK_PORT")
+    wait_until(
+        "earlier retraining runs to finish",
+        lambda: all(r["state_type"] in ("COMPLETED", "FAILED", "CRASHED") for r in prefect_runs(api, "retrain")),
+        timeout=600,
+    )
+    deployment = httpx.get(f"{api}/deployments/name/train/bike_demand", timeout=10).json()
+    started_ms = int(time.time() * 1000)
+
+    def train_run(*, kill: str | None = None) -> dict[str, Any]:
+        flow_run = httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run", json={}, timeout=10).json()
+        if kill:
+            wait_until(
+                "a fit running on the Dask workers",
+                lambda: any(float(line.rsplit(" ", 1)[1]) > 0 for line in httpx.get(f"{dask}/metrics", timeout=5)
+                            .text.splitlines() if line.startswith('dask_scheduler_tasks{state="processing"}')),
+                timeout=300, every=0.2,
+            )  # fmt: skip
+            run(["docker", "kill", kill], timeout=60)
+        return wait_until(
+            "the train run to end",
+            lambda: (
+                (r := httpx.get(f"{api}/flow_runs/{flow_run['id']}", timeout=10).json())["state_type"]
+                in ("COMPLETED", "FAILED", "CRASHED")
+                and r
+            ),
+            timeout=600,
+        )
+
+    victim, _ = stack.containers("dask-worker")
+    try:
+        disturbed = train_run(kill=victim)
+        assert disturbed["state_type"] == "COMPLETED", disturbed["state"]
+        assert stack.inspect(victim)["State"]["Running"] is False
+        undisturbed = train_run()
+        assert undisturbed["state_type"] == "COMPLETED", undisturbed["state"]
+    finally:
+        run(["docker", "start", victim], timeout=60, check=False)
+    assert_ran_in_a_container_of_its_own(stack, disturbed)
+    experiment = httpx.get(
+        f"{mlflow}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "bike_demand"}, timeout=10
+    ).json()["experiment"]["experiment_id"]
+    runs = httpx.post(
+        f"{mlflow}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [experiment], "filter": f"attributes.start_time > {started_ms}",
+              "order_by": ["attributes.start_time ASC"]},
+        timeout=10,
+    ).json()["runs"]  # fmt: skip
+    assert len(runs) == 2, [r["info"]["run_name"] for r in runs]
+    first, second = ({m["key"]: m["value"] for m in r["data"]["metrics"] if m["key"].startswith("test_")} for r in runs)
+    assert first and first == pytest.approx(second, rel=1e-9)
+    tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs]
+    assert tags[0]["algorithm"] == tags[1]["algorithm"]
+
+
 def test_scaling_out_adds_a_replica_that_the_gateway_and_prometheus_find_by_name(stack: Project):
     stack.compose("up", "-d", "--wait", "--wait-timeout", "300", "--no-recreate", "--scale", "serving=3", "serving",
                   timeout=400)  # fmt: skip
