@@ -222,6 +222,15 @@ def train(
             "training.feature_selection.compare.",
         ),
     ] = None,
+    out_of_core: Annotated[
+        bool,
+        typer.Option(
+            "--out-of-core",
+            help="For a lake larger than one process holds, on the Dask cluster (MLOPS_DASK_ADDRESS): profile it "
+            "chunk by chunk, select on its newest rows, fit the winner once per chunk of days on the workers "
+            "(an ensemble), test it and the champion on the newest days, register it (docs/scaling.md).",
+        ),
+    ] = False,
     state_dir: StateDirOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -232,7 +241,15 @@ def train(
     """
     prepare_environment(state_dir)
     _require_pipelines()
+    if out_of_core and (until or compare_feature_sets):
+        _fail("--out-of-core trains on the whole lake: it takes neither --until nor --compare-feature-sets")
     try:
+        if out_of_core:
+            from pipelines.outofcore import train_out_of_core_flow
+
+            result = train_out_of_core_flow(use_case=use_case)
+            _report(result, as_json=as_json, summary=summaries.trained_out_of_core)
+            return
         from pipelines.train import train_flow
 
         result = train_flow(use_case=use_case, until=until, compare_feature_sets=compare_feature_sets)

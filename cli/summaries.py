@@ -45,6 +45,16 @@ def trained(r: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def trained_out_of_core(r: Mapping[str, Any]) -> list[str]:
+    decision, rows = r["decision"], r["rows"]
+    return [
+        f"{r['model_name']} v{r['version']} ({r['algorithm']} x{r['members']} chunks, {rows['train']:,} rows; "
+        f"tested on {rows['test']:,}): {decision['verdict']}: {decision['reason']}",
+        f"  test: {_numbers(r['test_metrics'])}",
+        f"  on {len(r['dask_workers'])} Dask workers; profile of the lake: {r['profile']}",
+    ]
+
+
 def analysed(r: Mapping[str, Any]) -> list[str]:
     return [f"data version {r['data_version']} ({r['rows']} rows): {r['report']}", *(f"  {w}" for w in r["warnings"])]
 

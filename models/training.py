@@ -129,28 +129,12 @@ def train(
     at a Dask cluster); every fit is seeded, so the winner is the same however they are spread.
     ``share``: see ``Share``.
     """
-    missing = [c for c in [*use_case.features, use_case.target, EVENT_TIME_COLUMN] if c not in frame.columns]
-    if missing:
-        raise ValueError(f"training frame lacks columns {missing}")
-    frame = frame.dropna(subset=[use_case.target])
-    cfg = use_case.training
-    split = time_ordered_split(
-        frame,
-        time_column=EVENT_TIME_COLUMN,
-        validation_fraction=cfg.split.validation_fraction,
-        test_fraction=cfg.split.test_fraction,
-    )
+    split = split_for_training(frame, use_case)
     tuning = tuning_window(split, use_case)
     X_train, y_train = coerce_features(tuning, use_case), target_vector(tuning, use_case)
     X_val, y_val = coerce_features(split.validation, use_case), target_vector(split.validation, use_case)
-
-    folds = list(time_series_cv(cfg.split.cv_folds).split(X_train))  # the same index arrays for every fit
-    with share([X_train, y_train, *(rows for fold in folds for rows in fold)]) if share else nullcontext():
-        candidates = [
-            _tune(use_case, name, grid, X_train, y_train, X_val, y_val, folds=folds, n_jobs=n_jobs, on_fits=on_fits)
-            for name, grid in cfg.candidates.items()
-        ]
-    best = max(candidates, key=lambda c: _selection_score(use_case, c.validation_metrics))
+    candidates = select(use_case, X_train, y_train, X_val, y_val, on_fits=on_fits, n_jobs=n_jobs, share=share)
+    best = best_candidate(candidates, use_case)
     algorithm, params = best.algorithm, best.best_params
     best_val_output = best.validation_output
     calibration = decide_calibration(use_case, algorithm, params, X_train, y_train, y_val, best_val_output)
@@ -179,6 +163,46 @@ def train(
         decision=decision,
         calibration=calibration,
     )
+
+
+def split_for_training(frame: pd.DataFrame, use_case: UseCase) -> TimeSplit:
+    """The labelled rows split by time into the training, validation and test windows."""
+    missing = [c for c in [*use_case.features, use_case.target, EVENT_TIME_COLUMN] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"training frame lacks columns {missing}")
+    split = use_case.training.split
+    return time_ordered_split(
+        frame.dropna(subset=[use_case.target]),
+        time_column=EVENT_TIME_COLUMN,
+        validation_fraction=split.validation_fraction,
+        test_fraction=split.test_fraction,
+    )
+
+
+def select(
+    use_case: UseCase,
+    X_train: pd.DataFrame,
+    y_train: np.ndarray,
+    X_val: pd.DataFrame,
+    y_val: np.ndarray,
+    *,
+    on_fits: Step | None = None,
+    n_jobs: int = 1,
+    share: Share | None = None,
+) -> list[CandidateResult]:
+    """Every candidate tuned with time-series CV on the training rows and scored on validation (YAML order)."""
+    folds = list(time_series_cv(use_case.training.split.cv_folds).split(X_train))  # the same arrays for every fit
+    with share([X_train, y_train, *(rows for fold in folds for rows in fold)]) if share else nullcontext():
+        candidates = [
+            _tune(use_case, name, grid, X_train, y_train, X_val, y_val, folds=folds, n_jobs=n_jobs, on_fits=on_fits)
+            for name, grid in use_case.training.candidates.items()
+        ]
+    return candidates
+
+
+def best_candidate(candidates: list[CandidateResult], use_case: UseCase) -> CandidateResult:
+    """The best on validation; of candidates that score alike, the one the YAML lists first."""
+    return max(candidates, key=lambda c: _selection_score(use_case, c.validation_metrics))
 
 
 def _tune(

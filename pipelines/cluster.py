@@ -38,6 +38,7 @@ class Compute:
     address: str | None = None
     timeout: float = 15
     workers: set[str] = field(default_factory=set)
+    client: Any = None  # the distributed.Client, for work sent as tasks rather than through joblib
 
     def share(self, data: Sequence[Any]) -> AbstractContextManager[Any]:
         """A context in which the fits find ``data`` on every worker (a copy each, sent once)."""
@@ -73,7 +74,7 @@ def compute(settings: PipelineSettings) -> Iterator[Compute]:
             "so a worker lost mid-task fails the run instead of its task running again elsewhere",
             address,
         )
-    used = Compute(n_jobs=-1, address=address, timeout=timeout)
+    used = Compute(n_jobs=-1, address=address, timeout=timeout, client=client)
     try:
         with (
             client.as_current(),

@@ -1,4 +1,4 @@
-"""Training on more rows than one process holds: the curated lake read day by day on Dask workers.
+"""Training and profiling on more rows than one process holds: the curated lake read day by day on Dask workers.
 
 The lake is Parquet, one folder per event day (``event_date=YYYY-MM-DD``). Nothing here reads all of
 it in one place:
@@ -15,11 +15,15 @@ it in one place:
 5. **Test.** Each worker scores test chunks with the ensemble; only labels and predictions travel.
 
 Peak memory per worker is one chunk and what fitting it costs, whatever the lake's size.
+
+``profile_lake`` is the exploratory profile's lake-sized half: additive statistics per chunk on the
+workers (analysis/lakestats.py), merged exactly on the client.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,12 +32,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from prefect import flow, get_run_logger
 
 from core.usecase import EVENT_TIME_COLUMN, UseCase
 from models.ensemble import PartitionEnsemble
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
-from models.training import make_pipeline, train, with_params
+from models.training import best_candidate, make_pipeline, select, split_for_training, tuning_window, with_params
 from pipelines.storage import EVENT_DATE
 
 
@@ -126,8 +131,38 @@ def score_chunk(days: list[Day], use_case: UseCase, model: Any) -> tuple[np.ndar
     return target_vector(frame, use_case), model_output(model, coerce_features(frame, use_case), use_case.task)
 
 
+def score_days(
+    days: Sequence[Day], use_case: UseCase, model: Any, *, client: Any, chunk_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and ``model``'s outputs over ``days``: the model sent to every worker once, each chunk scored on one."""
+    shared = client.scatter(model, broadcast=True)
+    scored = client.gather(
+        client.map(score_chunk, chunks(days, rows=chunk_rows), use_case=use_case, model=shared, pure=False)
+    )
+    return np.concatenate([y for y, _ in scored]), np.concatenate([output for _, output in scored])
+
+
 def _columns(use_case: UseCase) -> list[str]:
     return [*use_case.features, use_case.target, EVENT_TIME_COLUMN]
+
+
+def sums_of_chunk(days: list[Day], use_case: UseCase) -> Any:
+    from analysis.lakestats import chunk_sums
+
+    return chunk_sums(read_days(days, columns=_columns(use_case)), use_case)
+
+
+def profile_lake(lake: Path, use_case: UseCase, *, client: Any, chunk_rows: int = 500_000) -> dict[str, Any]:
+    """The lake's profile (analysis/lakestats.py): each chunk's sums on a worker, added up here."""
+    from analysis.lakestats import summarize
+
+    days = index_lake(lake)
+    if not days:
+        raise ValueError(f"no curated data under {lake}")
+    parts = client.gather(client.map(sums_of_chunk, chunks(days, rows=chunk_rows), use_case=use_case, pure=False))
+    profile = summarize(sum(parts[1:], parts[0]), use_case)
+    profile["days"] = {"first": str(days[0].first), "last": str(days[-1].last), "count": len(days)}
+    return profile
 
 
 @dataclass
@@ -140,6 +175,8 @@ class OutOfCoreResult:
     members: int
     workers: set[str]
     seconds: dict[str, float]
+    sample: pd.DataFrame  # the selection rows: the model's input example and monitoring reference come from them
+    test_days: list[Day]
 
 
 def train_out_of_core(
@@ -173,29 +210,34 @@ def train_out_of_core(
         joblib.parallel_backend("dask", client=client, wait_for_workers_timeout=60),
     ):
         started = time.perf_counter()
-        selected = train(sample, use_case, n_jobs=-1)
+        split = split_for_training(sample, use_case)  # the test window here stays unused: the lake's test days judge
+        tuning = tuning_window(split, use_case)
+        candidates = select(
+            use_case,
+            coerce_features(tuning, use_case),
+            target_vector(tuning, use_case),
+            coerce_features(split.validation, use_case),
+            target_vector(split.validation, use_case),
+            n_jobs=-1,
+        )
+        selected = best_candidate(candidates, use_case)
         seconds["model selection"] = time.perf_counter() - started
 
         started = time.perf_counter()
         parts = client.map(
             fit_chunk, chunks(training_days, rows=chunk_rows), use_case=use_case,
-            algorithm=selected.algorithm, params=selected.params, pure=False,
+            algorithm=selected.algorithm, params=selected.best_params, pure=False,
         )  # fmt: skip
         model = PartitionEnsemble.from_fitted(client.gather(parts))
         seconds["fit"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        shared = client.scatter(model, broadcast=True)
-        scored = client.gather(
-            client.map(score_chunk, chunks(test_days, rows=chunk_rows), use_case=use_case, model=shared, pure=False)
-        )
-        y_test = np.concatenate([y for y, _ in scored])
-        test_output = np.concatenate([output for _, output in scored])
+        y_test, test_output = score_days(test_days, use_case, model, client=client, chunk_rows=chunk_rows)
         seconds["test"] = time.perf_counter() - started
     return OutOfCoreResult(
         model=model,
         algorithm=selected.algorithm,
-        params=selected.params,
+        params=selected.best_params,
         test_metrics=evaluate(use_case.task, y_test, test_output),
         rows={
             "train": sum(d.rows for d in training_days),
@@ -205,4 +247,101 @@ def train_out_of_core(
         members=len(model.members_),
         workers={task["worker"] for task in stream.data},
         seconds=seconds,
+        sample=sample,
+        test_days=test_days,
     )
+
+
+# -- the flow: profile, train, compare with the champion on the same days, register -----------------------
+@flow(name="train-out-of-core", log_prints=True)
+def train_out_of_core_flow(
+    use_case: str,
+    state_dir: str | None = None,
+    selection_rows: int = 200_000,
+    chunk_rows: int = 500_000,
+) -> dict[str, Any]:
+    """Train on the whole curated lake on the Dask cluster (MLOPS_DASK_ADDRESS), chunk by chunk; register the
+    ensemble, champion only if it beats the champion on the same test days. The lake's profile is logged with it.
+    """
+    from importlib.metadata import version
+
+    from models.frames import example_frame, signature_columns
+    from models.promotion import decide_promotion
+    from models.registry import CHALLENGER, CHAMPION, TrainingRecord
+    from models.training import build_reference
+    from pipelines.cluster import compute
+    from pipelines.runtime import get_runtime
+    from pipelines.train import MODEL_REQUIREMENTS
+
+    logger = get_run_logger()
+    rt = get_runtime(state_dir)
+    uc = rt.use_case(use_case)
+    lake = rt.layout.curated / uc.name
+    with compute(rt.settings) as cluster:
+        if cluster.client is None:
+            raise ValueError("out-of-core training runs on a Dask cluster: set MLOPS_DASK_ADDRESS to its scheduler")
+        profile = profile_lake(lake, uc, client=cluster.client, chunk_rows=chunk_rows)
+        logger.info("profiled %s rows over %s days on the cluster", f"{profile['rows']:,}", profile["days"]["count"])
+        result = train_out_of_core(
+            lake, uc, client=cluster.client, selection_rows=selection_rows, chunk_rows=chunk_rows
+        )
+        champion = rt.registry.by_alias(uc.model_name, CHAMPION)
+        champion_score = None
+        if champion is not None:
+            model = rt.registry.load(uc.model_name, champion.version)
+            y, output = score_days(result.test_days, uc, model, client=cluster.client, chunk_rows=chunk_rows)
+            champion_score = evaluate(uc.task, y, output)[uc.promotion.metric]
+    logger.info(
+        "%s x%d on %s rows; test %s", result.algorithm, result.members, result.rows["train"], result.test_metrics
+    )
+    decision = decide_promotion(
+        metric=uc.promotion.metric,
+        candidate_score=result.test_metrics[uc.promotion.metric],
+        champion_score=champion_score,
+        margin=uc.promotion.margin,
+        higher_is_better=uc.higher_is_better,
+    )
+    folder = rt.layout.reports / uc.name / "eda"
+    folder.mkdir(parents=True, exist_ok=True)
+    profile_path = folder / f"lake-{profile['rows']}-rows-{profile['days']['last'][:10]}.json"
+    profile_path.write_text(json.dumps(profile, indent=1, allow_nan=False))
+    record = TrainingRecord(
+        experiment=uc.name,
+        model_name=uc.model_name,
+        model=result.model,
+        params={"algorithm": result.algorithm, **result.params, "members": result.members, "chunk_rows": chunk_rows},
+        metrics={f"test_{k}": v for k, v in result.test_metrics.items()}
+        | ({"champion_test_score": champion_score} if champion_score is not None else {}),
+        tags={
+            "use_case": uc.name,
+            "algorithm": result.algorithm,
+            "training": "out-of-core",
+            "rows": str(result.rows["train"] + result.rows["test"]),
+            "verdict": decision.verdict,
+        },
+        input_example=example_frame(result.sample.head(20), uc).head(3),
+        input_columns=signature_columns(uc),
+        reference=build_reference(result.model, result.sample, uc),
+        artifacts=[],
+        pip_requirements=[f"{p}=={version(p)}" for p in MODEL_REQUIREMENTS],
+        reports={"eda": [profile_path]},
+    )
+    ref = rt.registry.log_and_register(record)
+    if decision.verdict == "champion":
+        rt.registry.set_alias(uc.model_name, CHAMPION, ref.version)
+    elif decision.verdict == "challenger":
+        rt.registry.set_alias(uc.model_name, CHALLENGER, ref.version)
+    logger.info("model %s v%s: %s (%s)", uc.model_name, ref.version, decision.verdict, decision.reason)
+    return {
+        "model_name": uc.model_name,
+        "version": ref.version,
+        "algorithm": result.algorithm,
+        "members": result.members,
+        "rows": result.rows,
+        "test_metrics": result.test_metrics,
+        "decision": {"verdict": decision.verdict, "reason": decision.reason},
+        "champion_version": champion.version if champion else None,
+        "dask_workers": sorted(result.workers),
+        "profile": str(profile_path),
+        "seconds": result.seconds,
+    }

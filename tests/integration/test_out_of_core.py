@@ -52,14 +52,14 @@ def test_a_lake_larger_than_a_worker_trains_chunk_by_chunk_within_the_workers_me
 
     use_case = load_use_case("bike_demand", usecases_dir=default_usecases_dir())
     workers_before = set(client.scheduler_info()["workers"])
-    result = train_out_of_core(lake, use_case, client=client, selection_rows=100_000, chunk_rows=500_000)
+    result = train_out_of_core(lake, use_case, client=client, selection_rows=50_000, chunk_rows=500_000)
 
     # No worker died on the way (a killed worker comes back under a new address).
     assert set(client.scheduler_info()["workers"]) == workers_before
     assert result.workers == workers_before  # both took chunks
     assert result.rows["train"] + result.rows["test"] == rows
     # Each member saw one chunk: 500,000 rows and at most one day (~14,000 rows) more.
-    assert result.members >= result.rows["train"] / 515_000 and result.rows["selection"] == 100_000
+    assert result.members >= result.rows["train"] / 515_000 and result.rows["selection"] == 50_000
     # The model learned: far better than the mean on the newest days, none of which it saw.
     assert result.test_metrics["r2"] > 0.6, result.test_metrics
     assert result.algorithm in use_case.training.candidates
@@ -69,3 +69,42 @@ def test_a_lake_larger_than_a_worker_trains_chunk_by_chunk_within_the_workers_me
 
     answer = result.model.predict(coerce_features(one_day.head(5), use_case))
     assert answer.shape == (5,) and np.isfinite(answer).all()
+
+
+def test_the_out_of_core_flow_profiles_trains_compares_with_the_champion_and_registers(
+    trained_state: Path, tmp_path: Path, client, monkeypatch: pytest.MonkeyPatch
+):
+    """The flow on a state whose lake is a 300,000-row history and whose champion is the bootstrap's."""
+    import json
+    import shutil
+
+    from core.layout import StateLayout
+    from models.frames import coerce_features
+    from models.registry import MlflowRegistry
+    from pipelines.outofcore import train_out_of_core_flow
+
+    state = tmp_path / "state"
+    shutil.copytree(trained_state, state, ignore=shutil.ignore_patterns("predictions.db*"))
+    layout = StateLayout(state)
+    lake = layout.curated / "bike_demand"
+    assert lake.is_dir()
+    shutil.rmtree(lake)
+    rows = write_history(lake, rows=300_000, seed=3)
+    monkeypatch.setenv("MLOPS_DASK_ADDRESS", client.scheduler.address)
+
+    result = train_out_of_core_flow(
+        use_case="bike_demand", state_dir=str(state), selection_rows=30_000, chunk_rows=60_000
+    )
+    assert result["rows"]["train"] + result["rows"]["test"] == rows and result["members"] >= 4
+    assert result["champion_version"] == "1" and result["version"] == "2"
+    assert result["decision"]["verdict"] in {"champion", "challenger", "rejected"}
+    assert len(result["dask_workers"]) == 2
+    profile = json.loads(Path(result["profile"]).read_text())
+    assert profile["rows"] == rows and profile["target"]["count"] == rows and profile["days"]["count"] >= 300
+
+    # The registered ensemble loads as the service loads a version (the skops file, its trust rule).
+    model = MlflowRegistry(tracking_uri=layout.tracking_uri).load("bike-demand", "2")
+    example = pd.read_parquet(next(lake.glob("*/*.parquet"))).head(4)
+    use_case = load_use_case("bike_demand", usecases_dir=default_usecases_dir())
+    assert type(model).__name__ == "PartitionEnsemble"
+    assert np.isfinite(model.predict(coerce_features(example, use_case))).all()

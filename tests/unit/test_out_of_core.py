@@ -3,6 +3,8 @@ and the ensemble of chunk models (scikit-learn's estimator contract)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -87,3 +89,40 @@ def test_the_ensemble_keeps_the_estimator_contract():
         PartitionEnsemble.from_fitted([LinearRegression()])  # members must be fitted to be joined
     frame = pd.DataFrame({"a": np.arange(10.0)})
     assert PartitionEnsemble(members=[LinearRegression()] * 2).fit(frame, np.arange(10.0)).predict(frame).shape == (10,)
+
+
+def test_the_lake_profile_merged_from_chunks_is_the_profile_of_all_rows():
+    from analysis.lakestats import chunk_sums, summarize
+    from core.settings import default_usecases_dir
+    from core.usecase import load_use_case
+
+    use_case = load_use_case("bike_demand", usecases_dir=default_usecases_dir())
+    rng = np.random.default_rng(1)
+    n = 3000
+    frame = pd.DataFrame(
+        {
+            "hr": rng.integers(0, 24, n), "weekday": rng.integers(0, 7, n), "workingday": rng.integers(0, 2, n),
+            "holiday": rng.integers(0, 2, n), "temp": rng.uniform(0, 1, n), "atemp": rng.uniform(0, 1, n),
+            "hum": rng.uniform(0, 1, n), "windspeed": rng.uniform(0, 1, n),
+            "weathersit": rng.choice(["clear", "cloudy/misty", "light rain/snow"], n),
+        }
+    )  # fmt: skip
+    frame["bikers"] = (100 * frame["temp"] + 5 * frame["hr"] + rng.normal(0, 10, n)).round()
+    frame.loc[[3, 40], "temp"] = np.nan  # missing values count, and stay out of the sums
+    sums = [chunk_sums(frame.iloc[i : i + 700], use_case) for i in range(0, n, 700)]
+    merged = summarize(sum(sums[1:], sums[0]), use_case)
+    whole = summarize(chunk_sums(frame, use_case), use_case)
+    temp = merged["columns"]["temp"]
+    assert merged["rows"] == n and temp["count"] == n - 2 and temp["missing"] == 2
+    assert temp["mean"] == pytest.approx(frame["temp"].mean()) and temp["std"] == pytest.approx(frame["temp"].std())
+    assert temp["pearson_with_target"] == pytest.approx(frame["temp"].corr(frame["bikers"]))
+    assert sum(temp["histogram"]["counts"]) == n - 2 and temp["histogram"]["edges"][0] == 0.0
+    from analysis.eda import correlation_ratio
+
+    eta = merged["columns"]["weathersit"]["correlation_ratio_with_target"]
+    assert eta == pytest.approx(correlation_ratio(frame["weathersit"], frame["bikers"]))
+    assert merged["columns"]["weathersit"]["values"] == frame["weathersit"].value_counts().to_dict()
+    for name, column in whole["columns"].items():  # chunked or whole, the same numbers
+        for key in ("count", "mean", "std", "pearson_with_target", "correlation_ratio_with_target"):
+            assert merged["columns"][name].get(key) == pytest.approx(column.get(key)), (name, key)
+    json.dumps(merged, allow_nan=False)  # plain numbers, ready for the report's JSON
