@@ -82,7 +82,7 @@ chromium:
 
 bench: $(STAMP) wrk  ## Every benchmark; results are appended to the results log of docs/performance.md
 	$(BIN)/python -m benchmarks.serving
-	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.pipeline --cluster --history 5000000
 	$(BIN)/python -m benchmarks.demo_walltime
 	$(BIN)/python -m benchmarks.stream
 

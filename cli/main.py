@@ -7,6 +7,7 @@ instant and ``mlops serve`` never loads Prefect, Great Expectations or Evidently
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -243,6 +244,8 @@ def train(
     _require_pipelines()
     if out_of_core and (until or compare_feature_sets):
         _fail("--out-of-core trains on the whole lake: it takes neither --until nor --compare-feature-sets")
+    if out_of_core and not os.environ.get("MLOPS_DASK_ADDRESS"):
+        _fail("--out-of-core runs on a Dask cluster: set MLOPS_DASK_ADDRESS to its scheduler (tcp://host:8786)")
     try:
         if out_of_core:
             from pipelines.outofcore import train_out_of_core_flow
@@ -325,8 +328,6 @@ def serve(
     reload; header X-Admin-Token). Every prediction is written to the prediction log.
     API docs at http://HOST:PORT/docs.
     """
-    import os
-
     prepare_environment(state_dir)
     os.environ["MLOPS_USE_CASE"] = use_case
     from pydantic import ValidationError
@@ -464,8 +465,6 @@ def doctor(
     MLflow without authentication; a world-readable state folder or .env; secrets in the repository; no
     TLS at the front. Each finding names its fix. Reads only; exit 1 when anything is found.
     """
-    import os
-
     from cli.doctor import audit_configuration, audit_deployment, read_environment
 
     env = read_environment(root, os.environ)
@@ -552,8 +551,6 @@ def worker(
     schedule), retrain (started by an Automation on the drift event) and deploy (on demand).
     Runs until stopped.
     """
-    import os
-
     prepare_environment(state_dir)
     _require_pipelines()
     if not os.environ.get("PREFECT_API_URL"):
@@ -576,8 +573,6 @@ def flow_worker() -> None:
     (image, networks, named volumes, MLOPS_* settings), so it must run in one, with the engine's socket.
     Runs until stopped.
     """
-    import os
-
     _require_pipelines()
     if not os.environ.get("PREFECT_API_URL"):
         _fail("the flow worker needs a Prefect server: set PREFECT_API_URL (e.g. http://prefect-server:4200/api)")

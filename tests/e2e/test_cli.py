@@ -205,3 +205,23 @@ def test_the_stream_commands_name_what_is_wrong(tmp_path):
     assert stream("--help").returncode == 0 and all(
         c in stream("--help").stdout for c in ("consume", "produce", "bench", "status")
     )
+
+
+def test_the_flow_worker_and_out_of_core_training_explain_what_they_need(tmp_path):
+    env = {**os.environ, "MLOPS_STATE_DIR": str(tmp_path), "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    env.pop("MLOPS_FLOW_POOL", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MLOPS, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    out = run("flow-worker")
+    assert out.returncode == 2 and "set MLOPS_FLOW_POOL" in out.stderr
+    env["MLOPS_FLOW_POOL"] = "containers"
+    out = run("flow-worker")  # on this machine, not in a container of the engine (or with no engine at all)
+    assert out.returncode == 2
+    assert "does not run in one" in out.stderr or "does not answer on its socket" in out.stderr
+    env.pop("MLOPS_DASK_ADDRESS", None)
+    out = run("train", "--out-of-core")
+    assert out.returncode == 2 and "set MLOPS_DASK_ADDRESS" in out.stderr
+    out = run("train", "--out-of-core", "--until", "2011-06-01")
+    assert out.returncode == 2 and "takes neither --until" in out.stderr

@@ -51,3 +51,19 @@ def test_goals_compare_each_ratio_with_its_bound():
         "batch_vs_raw": True,
         "cold_start_s": True,
     }
+
+
+def test_the_growth_table_shows_the_cluster_rows_and_a_dash_where_a_stage_did_not_run():
+    from benchmarks.pipeline import CLUSTER_STAGES, STAGES, table
+
+    sizes = {
+        10_000: {**dict.fromkeys(STAGES, 1.0), CLUSTER_STAGES[0]: 2.0, CLUSTER_STAGES[1]: 3.0},
+        100_000: {**dict.fromkeys(STAGES, 2.0), CLUSTER_STAGES[0]: 4.0, CLUSTER_STAGES[1]: 6.0},
+        5_000_000: {CLUSTER_STAGES[1]: 60.0},  # the history: only out-of-core runs
+    }
+    lines = table(sizes).splitlines()
+    assert lines[0] == "| stage | 10,000 rows | 100,000 rows | 5,000,000 rows | growth (last step) |"
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[2:]}
+    assert rows["train"] == "| train | 1.0 s | 2.0 s | - | 2.0x for 10x rows |"
+    assert rows[CLUSTER_STAGES[1]] == f"| {CLUSTER_STAGES[1]} | 3.0 s | 6.0 s | 60.0 s | 10.0x for 50x rows |"
+    assert len(rows) == len(STAGES) + 2
