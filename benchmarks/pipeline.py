@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         run_size(2_000, raw, Path(tmp) / "warm-up", tuning_rows=tuning)  # imports and caches, not timed
         for rows in (int(s) for s in args.sizes.split(",")):
             results[rows] = run_size(rows, raw, Path(tmp), tuning_rows=tuning, cluster=address)
-            print(f"{rows:>9,} rows: " + ", ".join(f"{s} {v:.1f} s" for s, v in results[rows].items()), flush=True)
+            timings = {s: v for s, v in results[rows].items() if s in (*STAGES, *CLUSTER_STAGES)}
+            print(f"{rows:>9,} rows: " + ", ".join(f"{s} {v:.1f} s" for s, v in timings.items()), flush=True)
         if args.history and address:
             from benchmarks.history import write_history
             from core.settings import default_usecases_dir
@@ -232,11 +233,16 @@ def local_cluster(wanted: bool) -> Iterator[str | None]:
     if not wanted:
         yield None
         return
+    import dask
     from distributed import LocalCluster
 
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, memory_limit=WORKER_MEMORY, dashboard_address=None
-    ) as cluster:
+    # As the stack's scheduler runs: every worker keeps its copy of the training data (pipelines/cluster.py).
+    with (
+        dask.config.set({"distributed.scheduler.active-memory-manager.start": False}),
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, memory_limit=WORKER_MEMORY, dashboard_address=None
+        ) as cluster,
+    ):
         yield cluster.scheduler_address
 
 

@@ -28,6 +28,19 @@ def test_a_training_run_says_its_verdict_and_numbers():
     assert lines[1] == "  test: rmse 34.77, r2 0.81"
 
 
+def test_an_out_of_core_run_says_its_chunks_rows_and_where_it_ran():
+    lines = summaries.trained_out_of_core(
+        {"model_name": "bike-demand", "version": "4", "algorithm": "hist_gradient_boosting", "members": 9,
+         "rows": {"train": 4_247_000, "test": 749_810, "selection": 50_000}, "test_metrics": {"r2": 0.7},
+         "decision": {"verdict": "champion", "reason": "first model"}, "dask_workers": ["tcp://a", "tcp://b"],
+         "profile": "/x/lake.json"}
+    )  # fmt: skip
+    assert lines[0] == (
+        "bike-demand v4 (hist_gradient_boosting x9 chunks, 4,247,000 rows; tested on 749,810): champion: first model"
+    )
+    assert lines[1:] == ["  test: r2 0.7", "  on 2 Dask workers; profile of the lake: /x/lake.json"]
+
+
 def test_a_drift_check_says_its_verdict_and_what_followed():
     result = {
         "name": "2011-07", "drift_detected": True, "drift_share": 0.22, "threshold": 0.2, "model_version": "1",
