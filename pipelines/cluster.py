@@ -42,11 +42,16 @@ class Compute:
 
     def share(self, data: Sequence[Any]) -> AbstractContextManager[Any]:
         """A context in which the fits find ``data`` on every worker (a copy each, sent once)."""
-        if self.address is None:
+        if self.client is None:
             return nullcontext()
-        import joblib
+        return shared(self.client, data, timeout=self.timeout)
 
-        return joblib.parallel_backend("dask", scatter=list(data), wait_for_workers_timeout=self.timeout)
+
+def shared(client: Any, data: Sequence[Any], *, timeout: float) -> AbstractContextManager[Any]:
+    """joblib's ``dask`` backend on ``client``, with ``data`` copied to every worker before the first fit."""
+    import joblib
+
+    return joblib.parallel_backend("dask", client=client, scatter=list(data), wait_for_workers_timeout=timeout)
 
 
 @contextmanager

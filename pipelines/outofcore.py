@@ -39,6 +39,7 @@ from models.ensemble import PartitionEnsemble
 from models.frames import coerce_features, target_vector
 from models.metrics import evaluate, model_output
 from models.training import best_candidate, make_pipeline, select, split_for_training, tuning_window, with_params
+from pipelines.cluster import shared
 from pipelines.storage import EVENT_DATE
 
 
@@ -219,6 +220,7 @@ def train_out_of_core(
             coerce_features(split.validation, use_case),
             target_vector(split.validation, use_case),
             n_jobs=-1,
+            share=lambda data: shared(client, data, timeout=60),  # a lost worker's fits rerun elsewhere
         )
         selected = best_candidate(candidates, use_case)
         seconds["model selection"] = time.perf_counter() - started

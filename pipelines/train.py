@@ -71,6 +71,7 @@ def training_record(
     feature_sets: list[FeatureSetScore] | None = None,
     feature_set_table: list[Path] | None = None,
     fairness: list[GroupReport] | None = None,
+    compute: str = "local",
 ) -> TrainingRecord:
     split = result.split.describe("event_time")
     metrics = {f"test_{k}": v for k, v in result.test_metrics.items()}
@@ -92,6 +93,7 @@ def training_record(
         "promotion_metric": use_case.promotion.metric,
         "promotion_verdict": decision.verdict,
         "promotion_reason": decision.reason,
+        "training_compute": compute,  # where model selection's fits ran
         **{f"split_{k}": str(v) for k, v in split.items()},
         **({"decision_threshold": f"{threshold.threshold:.6g}", "decision_rule": threshold.rule} if threshold else {}),
         **({"calibration": kept.method if kept else "none"} if result.calibration else {}),
@@ -351,6 +353,7 @@ def train_flow(
             feature_sets=sets,
             feature_set_table=table,
             fairness=fairness,
+            compute=f"dask {cluster.address}, {len(cluster.workers)} workers" if cluster.address else "local",
         )
         ref = rt.registry.log_and_register(record)
 

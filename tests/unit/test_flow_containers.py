@@ -86,3 +86,17 @@ def test_a_container_without_a_shared_volume_is_read_as_such():
     assert container.volumes == ()
     with pytest.raises(KeyError):
         like({"Config": {"Env": []}})
+
+
+def test_a_run_adds_to_the_containers_settings_without_losing_the_others():
+    """What the Docker test does to train one run in its own process: an empty Dask address for that run."""
+    import asyncio
+
+    from prefect_docker.worker import DockerWorker, DockerWorkerJobConfiguration
+
+    template = job_template(DockerWorker.get_default_base_job_template(), like(inspected()))
+    render = DockerWorkerJobConfiguration.from_template_and_values(
+        template, {"env": {"MLOPS_DASK_ADDRESS": ""}}, client=object()
+    )
+    env = asyncio.run(render).env
+    assert env["MLOPS_DASK_ADDRESS"] == "" and env["MLOPS_TRACKING_URI"] == "http://mlflow:5000"
