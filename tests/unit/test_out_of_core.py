@@ -126,3 +126,18 @@ def test_the_lake_profile_merged_from_chunks_is_the_profile_of_all_rows():
         for key in ("count", "mean", "std", "pearson_with_target", "correlation_ratio_with_target"):
             assert merged["columns"][name].get(key) == pytest.approx(column.get(key)), (name, key)
     json.dumps(merged, allow_nan=False)  # plain numbers, ready for the report's JSON
+
+
+def test_only_candidates_of_bounded_size_are_trained_out_of_core():
+    from core.settings import default_usecases_dir
+    from core.usecase import load_use_case
+    from pipelines.outofcore import bounded_candidates
+
+    bike = load_use_case("bike_demand", usecases_dir=default_usecases_dir())
+    assert set(bounded_candidates(bike).training.candidates) == {"ridge", "hist_gradient_boosting"}
+    assert "random_forest" in bike.training.candidates  # the use case itself is left as it is
+    forest_only = bike.model_copy(
+        update={"training": bike.training.model_copy(update={"candidates": {"random_forest": {"max_depth": [4]}}})}
+    )
+    with pytest.raises(ValueError, match="size does not grow with the rows"):
+        bounded_candidates(forest_only)
