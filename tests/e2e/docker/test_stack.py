@@ -369,8 +369,12 @@ def assert_ran_in_a_container_of_its_own(stack: Project, flow_run: dict[str, Any
     assert flow_run["work_pool_name"] == "containers", flow_run["work_pool_name"]
     container = flow_run["infrastructure_pid"].rsplit(":", 1)[-1]  # prefect-docker: "<engine>:<container id>"
     assert container and not any(c.startswith(container[:12]) for s in stack.services for c in stack.containers(s))
-    inspected = run(["docker", "container", "inspect", container], check=False, timeout=60)
-    assert inspected.returncode != 0 and "No such" in inspected.stderr  # removed when its run ended
+    # Removed when its run ended (the engine does it a moment after the flow reports its end).
+    wait_until(
+        "the flow container to be removed",
+        lambda: "No such" in run(["docker", "container", "inspect", container], check=False, timeout=60).stderr,
+        timeout=120,
+    )
     logs = stack.compose("logs", "--no-color", "flow-worker", timeout=120).stdout
     assert f"Docker container {flow_run['name']!r} has status" in logs, logs[-3000:]
 
