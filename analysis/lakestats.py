@@ -28,7 +28,9 @@ class Sums:
     """The additive statistics of some rows."""
 
     rows: int = 0
-    numeric: dict[str, np.ndarray] = field(default_factory=dict)  # n, missing, sum, sum², min, max, Σxy, Σx·y-rows
+    # Per numeric column, 12 numbers: n, missing, Σx, Σx², min, max over its present values; then, over
+    # the rows where it and the target are both present, Σxy, their count, Σx, Σx², Σy, Σy² (Pearson's r).
+    numeric: dict[str, np.ndarray] = field(default_factory=dict)
     histograms: dict[str, np.ndarray] = field(default_factory=dict)
     categories: dict[str, Counter[str]] = field(default_factory=dict)
     category_target: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # value -> n, Σy, Σy²

@@ -69,6 +69,12 @@ def _report(payload: Any, *, as_json: bool, summary: Callable[[Any], list[str]])
         typer.echo("\n".join(summary(payload)))
 
 
+def _require_prefect_server(who: str, *, example: str) -> None:
+    """The long-running workers serve deployments of a Prefect server; without one they would start their own."""
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(f"{who} needs a Prefect server: set PREFECT_API_URL (e.g. {example})")
+
+
 def _require_pipelines() -> None:
     """The pipeline stages need the `pipelines` extra; the serving role installs without it."""
     import importlib.util
@@ -244,10 +250,13 @@ def train(
     _require_pipelines()
     if out_of_core and (until or compare_feature_sets):
         _fail("--out-of-core trains on the whole lake: it takes neither --until nor --compare-feature-sets")
-    if out_of_core and not os.environ.get("MLOPS_DASK_ADDRESS"):
-        _fail("--out-of-core runs on a Dask cluster: set MLOPS_DASK_ADDRESS to its scheduler (tcp://host:8786)")
     try:
         if out_of_core:
+            from pipelines.settings import PipelineSettings
+
+            # Checked before the flow starts (and Prefect with it): the address as the flow will read it.
+            if not PipelineSettings().dask_address:
+                _fail("--out-of-core runs on a Dask cluster: set MLOPS_DASK_ADDRESS to its scheduler (tcp://host:8786)")
             from pipelines.outofcore import train_out_of_core_flow
 
             result = train_out_of_core_flow(use_case=use_case)
@@ -548,13 +557,13 @@ def worker(
 ) -> None:
     """Serve the loop's flows as Prefect deployments on the Prefect server (PREFECT_API_URL):
     watch-inbox (scheduled ingestion of new files in MLOPS_INBOX), monitor (on each new batch and on a
-    schedule), retrain (started by an Automation on the drift event) and deploy (on demand).
-    Runs until stopped.
+    schedule), retrain (started by an Automation on the drift event), train and deploy (on demand).
+    With MLOPS_FLOW_POOL set, train and retrain go to that Docker work pool instead, each run in a
+    container of its own (see `mlops flow-worker`). Runs until stopped.
     """
     prepare_environment(state_dir)
     _require_pipelines()
-    if not os.environ.get("PREFECT_API_URL"):
-        _fail("the worker needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api)")
+    _require_prefect_server("the worker", example="http://127.0.0.1:4200/api")
     from pipelines.settings import PipelineSettings
 
     settings = PipelineSettings()
@@ -574,8 +583,7 @@ def flow_worker() -> None:
     Runs until stopped.
     """
     _require_pipelines()
-    if not os.environ.get("PREFECT_API_URL"):
-        _fail("the flow worker needs a Prefect server: set PREFECT_API_URL (e.g. http://prefect-server:4200/api)")
+    _require_prefect_server("the flow worker", example="http://prefect-server:4200/api")
     from pipelines.settings import PipelineSettings
 
     settings = PipelineSettings()

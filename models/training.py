@@ -193,11 +193,10 @@ def select(
     """Every candidate tuned with time-series CV on the training rows and scored on validation (YAML order)."""
     folds = list(time_series_cv(use_case.training.split.cv_folds).split(X_train))  # the same arrays for every fit
     with share([X_train, y_train, *(rows for fold in folds for rows in fold)]) if share else nullcontext():
-        candidates = [
+        return [
             _tune(use_case, name, grid, X_train, y_train, X_val, y_val, folds=folds, n_jobs=n_jobs, on_fits=on_fits)
             for name, grid in use_case.training.candidates.items()
         ]
-    return candidates
 
 
 def best_candidate(candidates: list[CandidateResult], use_case: UseCase) -> CandidateResult:

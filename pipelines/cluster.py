@@ -40,6 +40,11 @@ class Compute:
     workers: set[str] = field(default_factory=set)
     client: Any = None  # the distributed.Client, for work sent as tasks rather than through joblib
 
+    @property
+    def where(self) -> str:
+        """Where the fits ran, for the log and the run's tags (after the run: the workers that took fits)."""
+        return f"dask {self.address}, {len(self.workers)} workers" if self.address else "local"
+
     def share(self, data: Sequence[Any]) -> AbstractContextManager[Any]:
         """A context in which the fits find ``data`` on every worker (a copy each, sent once)."""
         if self.client is None:

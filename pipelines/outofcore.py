@@ -26,7 +26,7 @@ import itertools
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,14 @@ def bounded_candidates(use_case: UseCase) -> UseCase:
     return use_case.model_copy(update={"training": training})
 
 
+def lake_days(lake: Path) -> list[Day]:
+    """``index_lake``, refusing a lake with no data."""
+    days = index_lake(lake)
+    if not days:
+        raise ValueError(f"no curated data under {lake}")
+    return days
+
+
 def index_lake(folder: Path) -> list[Day]:
     """The lake's days, oldest first, read from the files' metadata only."""
     import pyarrow.parquet as pq
@@ -110,19 +118,22 @@ def split_days(days: Sequence[Day], *, test_fraction: float) -> tuple[list[Day],
     while cut > 1 and test_rows < total * test_fraction:
         cut -= 1
         test_rows += ordered[cut].rows
-    if cut == 0 or cut == len(ordered):
+    if cut == len(ordered):  # no day, or one: nothing left to train on
         raise ValueError(f"{len(ordered)} days cannot be split into training and test days")
     return ordered[:cut], ordered[cut:]
 
 
 def chunks(days: Sequence[Day], *, rows: int) -> list[list[Day]]:
     """Consecutive days grouped into chunks of at least ``rows`` rows (the last may hold fewer)."""
-    out: list[list[Day]] = [[]]
+    out: list[list[Day]] = []
+    held = rows  # a full chunk before the first day: the first day opens one
     for day in days:
-        if sum(d.rows for d in out[-1]) >= rows:
+        if held >= rows:
             out.append([])
+            held = 0
         out[-1].append(day)
-    return [c for c in out if c]
+        held += day.rows
+    return out
 
 
 def read_days(days: Sequence[Day], *, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -132,12 +143,11 @@ def read_days(days: Sequence[Day], *, columns: Sequence[str] | None = None) -> p
 
 def newest_rows(days: Sequence[Day], rows: int, *, columns: Sequence[str]) -> pd.DataFrame:
     """The newest ``rows`` rows of ``days`` (whole days, newest first until there are enough)."""
-    taken: list[Day] = []
-    for day in reversed(days):
-        if sum(d.rows for d in taken) >= rows:
-            break
-        taken.insert(0, day)
-    return read_days(taken, columns=columns).tail(rows).reset_index(drop=True)
+    start, held = len(days), 0
+    while start > 0 and held < rows:
+        start -= 1
+        held += days[start].rows
+    return read_days(days[start:], columns=columns).tail(rows).reset_index(drop=True)
 
 
 # -- what runs on a worker: reads its own chunk, returns a small result ---------------------------------
@@ -156,9 +166,9 @@ def score_days(
     days: Sequence[Day], use_case: UseCase, model: Any, *, client: Any, chunk_rows: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Labels and ``model``'s outputs over ``days``: the model sent to every worker once, each chunk scored on one."""
-    shared = client.scatter(model, broadcast=True)
+    on_workers = client.scatter(model, broadcast=True)
     scored = client.gather(
-        client.map(score_chunk, chunks(days, rows=chunk_rows), use_case=use_case, model=shared, pure=False)
+        client.map(score_chunk, chunks(days, rows=chunk_rows), use_case=use_case, model=on_workers, pure=False)
     )
     return np.concatenate([y for y, _ in scored]), np.concatenate([output for _, output in scored])
 
@@ -177,9 +187,7 @@ def profile_lake(lake: Path, use_case: UseCase, *, client: Any, chunk_rows: int 
     """The lake's profile (analysis/lakestats.py): each chunk's sums on a worker, added up here."""
     from analysis.lakestats import summarize
 
-    days = index_lake(lake)
-    if not days:
-        raise ValueError(f"no curated data under {lake}")
+    days = lake_days(lake)
     parts = client.gather(client.map(sums_of_chunk, chunks(days, rows=chunk_rows), use_case=use_case, pure=False))
     profile = summarize(sum(parts[1:], parts[0]), use_case)
     profile["days"] = {"first": str(days[0].first), "last": str(days[-1].last), "count": len(days)}
@@ -193,11 +201,14 @@ class OutOfCoreResult:
     params: dict[str, Any]
     test_metrics: dict[str, float]
     rows: dict[str, int]  # train, test, selection
-    members: int
     workers: set[str]
     seconds: dict[str, float]
     sample: pd.DataFrame  # the selection rows: the model's input example and monitoring reference come from them
     test_days: list[Day]
+
+    @property
+    def members(self) -> int:
+        return len(self.model.members_)
 
 
 def train_out_of_core(
@@ -220,9 +231,7 @@ def train_out_of_core(
     use_case = bounded_candidates(use_case)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    days = index_lake(lake)
-    if not days:
-        raise ValueError(f"no curated data under {lake}")
+    days = lake_days(lake)
     training_days, test_days = split_days(days, test_fraction=use_case.training.split.test_fraction)
     sample = newest_rows(training_days, selection_rows, columns=_columns(use_case))
     seconds["index and read the selection rows"] = time.perf_counter() - started
@@ -267,7 +276,6 @@ def train_out_of_core(
             "test": sum(d.rows for d in test_days),
             "selection": len(sample),
         },
-        members=len(model.members_),
         workers={task["worker"] for task in stream.data},
         seconds=seconds,
         sample=sample,
@@ -290,11 +298,11 @@ def train_out_of_core_flow(
 
     from models.frames import example_frame, signature_columns
     from models.promotion import decide_promotion
-    from models.registry import CHALLENGER, CHAMPION, TrainingRecord
+    from models.registry import CHAMPION, TrainingRecord
     from models.training import build_reference
     from pipelines.cluster import compute
     from pipelines.runtime import get_runtime
-    from pipelines.train import MODEL_REQUIREMENTS
+    from pipelines.train import MODEL_REQUIREMENTS, name_by_verdict
 
     logger = get_run_logger()
     rt = get_runtime(state_dir)
@@ -335,12 +343,15 @@ def train_out_of_core_flow(
         params={"algorithm": result.algorithm, **result.params, "members": result.members, "chunk_rows": chunk_rows},
         metrics={f"test_{k}": v for k, v in result.test_metrics.items()}
         | ({"champion_test_score": champion_score} if champion_score is not None else {}),
-        tags={
+        tags={  # named as the train flow names them
             "use_case": uc.name,
             "algorithm": result.algorithm,
             "training": "out-of-core",
             "rows": str(result.rows["train"] + result.rows["test"]),
-            "verdict": decision.verdict,
+            "promotion_metric": uc.promotion.metric,
+            "promotion_verdict": decision.verdict,
+            "promotion_reason": decision.reason,
+            "training_compute": f"dask {cluster.address}, {len(result.workers)} workers",
         },
         input_example=example_frame(result.sample.head(20), uc).head(3),
         input_columns=signature_columns(uc),
@@ -350,10 +361,7 @@ def train_out_of_core_flow(
         reports={"eda": [profile_path]},
     )
     ref = rt.registry.log_and_register(record)
-    if decision.verdict == "champion":
-        rt.registry.set_alias(uc.model_name, CHAMPION, ref.version)
-    elif decision.verdict == "challenger":
-        rt.registry.set_alias(uc.model_name, CHALLENGER, ref.version)
+    name_by_verdict(rt.registry, ref, decision)
     logger.info("model %s v%s: %s (%s)", uc.model_name, ref.version, decision.verdict, decision.reason)
     return {
         "model_name": uc.model_name,
@@ -362,7 +370,7 @@ def train_out_of_core_flow(
         "members": result.members,
         "rows": result.rows,
         "test_metrics": result.test_metrics,
-        "decision": {"verdict": decision.verdict, "reason": decision.reason},
+        "decision": asdict(decision),
         "champion_version": champion.version if champion else None,
         "dask_workers": sorted(result.workers),
         "profile": str(profile_path),

@@ -60,6 +60,14 @@ def champion_on(registry: ModelRegistry, use_case: UseCase, test: pd.DataFrame) 
     )
 
 
+def name_by_verdict(registry: ModelRegistry, ref: ModelVersionRef, decision: PromotionDecision) -> None:
+    """A new version takes the alias its verdict gives: ``champion``, ``challenger``, or none when it lost."""
+    if decision.verdict == "champion":
+        registry.set_alias(ref.name, CHAMPION, ref.version)
+    elif decision.verdict == "challenger":
+        registry.set_alias(ref.name, CHALLENGER, ref.version)
+
+
 def training_record(
     result: TrainingResult,
     use_case: UseCase,
@@ -353,14 +361,11 @@ def train_flow(
             feature_sets=sets,
             feature_set_table=table,
             fairness=fairness,
-            compute=f"dask {cluster.address}, {len(cluster.workers)} workers" if cluster.address else "local",
+            compute=cluster.where,
         )
         ref = rt.registry.log_and_register(record)
 
-    if decision.verdict == "champion":
-        rt.registry.set_alias(uc.model_name, CHAMPION, ref.version)
-    elif decision.verdict == "challenger":
-        rt.registry.set_alias(uc.model_name, CHALLENGER, ref.version)
+    name_by_verdict(rt.registry, ref, decision)
     if champion is not None:
         rt.registry.tag(uc.model_name, ref.version, {"compared_with_champion": champion.ref.version})
     logger.info("model %s v%s: %s (%s)", uc.model_name, ref.version, decision.verdict, decision.reason)
