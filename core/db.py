@@ -6,6 +6,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+# What a database that is down, restarting or failing over raises: the statement may succeed in a
+# moment. Other errors (a constraint, a bad query) say the statement itself is at fault.
+UNAVAILABLE: tuple[type[sa.exc.DBAPIError], ...] = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
 
 def make_engine(url: str) -> sa.Engine:
     """An engine with SQLite tuned for several processes sharing one file.

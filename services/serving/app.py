@@ -17,11 +17,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-import sqlalchemy as sa
 from fastapi import FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from core.db import UNAVAILABLE
 from core.predlog import PredictionLog, prediction_ids
 from core.telemetry import disable_telemetry
 from core.usecase import load_use_case
@@ -121,17 +121,19 @@ def create_app(
             {"detail": [_json_safe(e) for e in exc.errors()]}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
         )
 
-    @app.exception_handler(sa.exc.OperationalError)
-    @app.exception_handler(sa.exc.InterfaceError)
-    async def database_unavailable(_: Request, exc: sa.exc.DBAPIError) -> JSONResponse:
+    async def database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         # A database restart or failover: the request may succeed in a moment, on this replica or another
         # (the gateway retries a 503 elsewhere). A 500 would say the request itself is at fault.
-        logger.warning("database unavailable: %s", exc.orig)
+        cause = exc.orig if isinstance(exc, UNAVAILABLE) else exc  # the driver's error names what failed
+        logger.warning("database unavailable: %s", cause)
         return JSONResponse(
-            {"detail": f"the service's database is unavailable ({type(exc.orig).__name__}); retry shortly"},
+            {"detail": f"the service's database is unavailable ({type(cause).__name__}); retry shortly"},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "2"},
         )
+
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, database_unavailable)
 
     # Added last, so it runs first: a body over the limit is refused before its type is looked at.
     app.add_middleware(JsonBodiesOnly)

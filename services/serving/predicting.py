@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -18,11 +19,14 @@ from fastapi import HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from core.db import UNAVAILABLE
 from core.predlog import LoggedRequest
 from core.usecase import UseCase
 from services.serving.dependencies import ServiceState
 from services.serving.model_store import LoadedModel
 from services.serving.rollouts.router import PIN_HEADER, Route, route
+
+log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,96}$")
 
@@ -131,7 +135,14 @@ async def check_request_id(state: ServiceState, request_id: str, records: list[d
     """
     earlier = state.writer.pending_records(request_id)
     if earlier is None:
-        earlier = await asyncio.to_thread(state.log.request_records, request_id)
+        try:
+            earlier = await asyncio.to_thread(state.log.request_records, request_id)
+        except UNAVAILABLE as err:
+            # The database is restarting. Answering does not need it (the log's writer spills meanwhile),
+            # and refusing would turn a restart into failed predictions, so the request is answered
+            # unchecked. Were its records another use of the id, the log would keep the first use's.
+            log.warning("X-Request-ID %r answered unchecked: the database is unavailable (%s)", request_id, err.orig)
+            return
     if earlier is not None and earlier != records:
         raise HTTPException(
             status.HTTP_409_CONFLICT,

@@ -399,6 +399,27 @@ def test_a_database_that_is_restarting_gets_a_503_to_retry_not_a_500(trained_sta
     assert "database is unavailable" in r.json()["detail"]
 
 
+class RestartingDatabaseForLookups(PredictionLog):
+    """The real prediction log, whose database refuses the request-id lookup (a restart) but takes writes."""
+
+    def request_records(self, request_id):
+        import sqlalchemy as sa
+
+        raise sa.exc.OperationalError("SELECT ...", {}, ConnectionRefusedError("connection refused"))
+
+
+def test_a_database_restart_does_not_fail_a_prediction_that_carries_a_request_id(trained_state, tmp_path):
+    """Behind the gateway every request carries an X-Request-ID; its check must not turn a restart into 503s."""
+    settings = _settings(trained_state)
+    log = RestartingDatabaseForLookups(f"sqlite:///{tmp_path / 'log.db'}")
+    with TestClient(create_app(settings, prediction_log=log), raise_server_exceptions=False) as c:
+        answered = c.post("/predict", json=RECORD, headers={"X-Request-ID": "during-restart"})
+        assert answered.status_code == 200, answered.text
+        c.post("/feedback", json={"labels": [{"id": "during-restart", "label": 1}]})  # flushes the log's writer
+    (row,) = PredictionLog(f"sqlite:///{tmp_path / 'log.db'}").window(use_case="bike_demand", since=0, until=1e12)
+    assert row.features == RECORD  # answered and logged, not lost
+
+
 class ChampionInMemory:
     """A registry of in-memory model files (the ModelSource port) whose champion is version 1."""
 
