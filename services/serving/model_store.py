@@ -5,9 +5,9 @@ same model as NumPy arrays (``extra_files/compiled_model.npz``, ``models.compile
 service serves the compiled model, which it loads with NumPy alone: a process whose versions
 all compiled starts without scikit-learn, SciPy, pandas or skops. A version without one (not
 compilable, or registered before it existed) is served through its pipeline, compiled at load
-when that reproduces it. For a tree model, the pipeline is loaded too (in the background when
-the service has nothing to serve yet), so that large batches go through scikit-learn's
-compiled tree walk (``ModelCache``).
+when that reproduces it. With ``MLOPS_NATIVE_TREE_WALK``, a tree model's pipeline is loaded
+too (in the background when the service has nothing to serve yet), so that large batches go
+through scikit-learn's compiled tree walk, at the price of scikit-learn's memory (``ModelCache``).
 
 Two ways to the registry's files, one port (``ModelSource``):
 - ``RestModelSource`` talks to an MLflow tracking server over its REST API (the compose
@@ -52,6 +52,7 @@ from models.registered import (
     read_pipeline,
     sklearn_flavor,
 )
+from services.serving import heap
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -316,19 +317,26 @@ class ModelCache:
 
     With ``compile_for`` a use case, a version is served through its compiled model: the one
     registered with it, or one compiled from its pipeline at load, when either reproduces the
-    pipeline (otherwise through the pipeline itself). A tree model's pipeline is loaded beside
-    its compiled model, so that large batches go through scikit-learn's tree walk; with
-    ``complete=False`` that happens in the background, after the version serves (a service
-    with nothing to serve yet starts sooner). With ``predict_jobs``, steps that predict on
-    joblib workers use that many (``set_predict_jobs``).
+    pipeline (otherwise through the pipeline itself). With ``native_tree_walk``, a tree model's
+    pipeline is loaded beside its compiled model, so that large batches go through
+    scikit-learn's tree walk; with ``complete=False`` that happens in the background, after the
+    version serves (a service with nothing to serve yet starts sooner). With ``predict_jobs``,
+    steps that predict on joblib workers use that many (``set_predict_jobs``).
     """
 
     def __init__(
-        self, source: ModelSource, *, name: str, compile_for: UseCase | None = None, predict_jobs: int | None = None
+        self,
+        source: ModelSource,
+        *,
+        name: str,
+        compile_for: UseCase | None = None,
+        native_tree_walk: bool = False,
+        predict_jobs: int | None = None,
     ) -> None:
         self._source = source
         self._name = name
         self._compile_for = compile_for
+        self._native_tree_walk = native_tree_walk
         self._predict_jobs = predict_jobs
         self._models: dict[str, LoadedModel] = {}
         self._failed: dict[str, str] = {}
@@ -353,7 +361,8 @@ class ModelCache:
                 raise
             self._failed.pop(version, None)
             self._models[version] = model
-            if not complete and _incomplete(model):
+            heap.settle(after=f"loading v{version}")  # a version lives long: out of the collector's walk
+            if not complete and self._incomplete(model):
                 task = asyncio.create_task(self._complete_later(model))
                 self._completing.add(task)
                 task.add_done_callback(self._completing.discard)
@@ -369,7 +378,16 @@ class ModelCache:
             model.compiled.check_inputs(use_case)
         except InvalidCompiledModel as err:
             raise ModelUnavailable(f"model '{self._name}' v{version} cannot serve here: {err}") from err
-        return self._completed(model) if complete and _incomplete(model) else model
+        return self._completed(model) if complete and self._incomplete(model) else model
+
+    def _incomplete(self, model: LoadedModel) -> bool:
+        """A tree model served from its compiled model alone, whose large batches are to walk in scikit-learn."""
+        return (
+            self._native_tree_walk
+            and model.pipeline is None
+            and model.compiled is not None
+            and model.compiled.estimator.n_trees > 0
+        )
 
     def _set_jobs(self, pipeline: Any) -> None:
         if self._predict_jobs is not None:
@@ -391,6 +409,7 @@ class ModelCache:
         completed = await asyncio.to_thread(self._completed, served)
         if self._models.get(served.version) is served:  # not released or replaced meanwhile
             self._models = {**self._models, served.version: completed}
+            heap.settle(after=f"completing v{served.version}")  # scikit-learn's modules and the pipeline
 
     async def completed(self) -> None:
         """Wait for the versions being completed in the background (tests)."""
@@ -404,8 +423,3 @@ class ModelCache:
     @property
     def loaded(self) -> list[str]:
         return sorted(self._models, key=lambda v: int(v) if v.isdigit() else 0)
-
-
-def _incomplete(model: LoadedModel) -> bool:
-    """A tree model served from its compiled model alone: large batches would walk faster in scikit-learn."""
-    return model.pipeline is None and model.compiled is not None and model.compiled.estimator.n_trees > 0

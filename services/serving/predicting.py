@@ -31,6 +31,33 @@ log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,96}$")
 
 
+# /predict's and /invocations' headers, read from the request rather than as FastAPI Header()
+# parameters, which FastAPI (0.150) re-inspects on every request: 8 % of the throughput of
+# single-record predictions. OpenAPI learns of them from these declarations instead.
+HEADER_PARAMETERS = [
+    {
+        "name": "X-Request-ID",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": _REQUEST_ID.pattern},
+        "description": "Names the request for the life of the prediction log: the same records again are a retry.",
+    },
+    {
+        "name": PIN_HEADER,
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "enum": ["stable", "candidate"]},
+        "description": "Pins the version during a rollout (internal testers, a blue-green preview).",
+    },
+]
+
+
+def request_headers(request: Request) -> tuple[str | None, str | None]:
+    """(X-Request-ID, the pin) as the client sent them."""
+    headers = request.headers
+    return headers.get("x-request-id"), headers.get(PIN_HEADER)
+
+
 def parse_records(state: ServiceState, body: bytes) -> list[dict[str, Any]]:
     """One record (an object) or a batch (a list), validated from the bytes into plain dicts.
 
@@ -136,7 +163,7 @@ async def check_request_id(state: ServiceState, request_id: str, records: list[d
     earlier = state.writer.pending_records(request_id)
     if earlier is None:
         try:
-            earlier = await asyncio.to_thread(state.log.request_records, request_id)
+            earlier = await state.request_ids.records(request_id)
         except UNAVAILABLE as err:
             # The database is restarting. Answering does not need it (the log's writer spills meanwhile),
             # and refusing would turn a restart into failed predictions, so the request is answered

@@ -86,6 +86,46 @@ class SpillFolder:
         return total
 
 
+class RequestIdLookups:
+    """Which request ids the log holds, looked up in one query per burst instead of one per request.
+
+    Behind the gateway every request carries an X-Request-ID, which must be checked against the
+    log (a retry, or another use of a used id). One query per request cost half the service's
+    throughput (a worker-thread hop and a statement each, 2,300 against 4,600 requests/s at 16
+    connections). The ids asked for while a query runs wait for the next one, which asks for all
+    of them: at any load there is at most one lookup in flight.
+    """
+
+    def __init__(self, store: PredictionLog) -> None:
+        self._store = store
+        self._waiting: dict[str, list[asyncio.Future[Sequence[dict[str, Any]] | None]]] = {}
+        self._running: asyncio.Task[None] | None = None
+
+    async def records(self, request_id: str) -> Sequence[dict[str, Any]] | None:
+        """The records logged under ``request_id``, or None; raises what the store raised (a restart, say)."""
+        answer: asyncio.Future[Sequence[dict[str, Any]] | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(request_id, []).append(answer)
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._run(), name="request-id-lookups")
+        return await answer
+
+    async def _run(self) -> None:
+        while self._waiting:
+            asked, self._waiting = self._waiting, {}
+            try:
+                found = await asyncio.to_thread(self._store.request_records, list(asked))
+            except Exception as err:  # noqa: BLE001 - each asker decides what a failed lookup means
+                for answers in asked.values():
+                    for answer in answers:
+                        if not answer.done():
+                            answer.set_exception(err)
+                continue
+            for request_id, answers in asked.items():
+                for answer in answers:
+                    if not answer.done():  # the asker may have gone (a client that disconnected)
+                        answer.set_result(found.get(request_id))
+
+
 class AsyncPredictionLogWriter:
     """Batches answered requests from a bounded queue into one INSERT per batch, off the event loop.
 

@@ -91,6 +91,13 @@ class ServingSettings(CommonSettings):
         "registered with it, or one compiled at load, when it reproduces the pipeline's own output on probe "
         "records. false: always the scikit-learn pipeline itself.",
     )
+    native_tree_walk: bool = Field(
+        default=False,
+        description="Load a tree model's scikit-learn pipeline beside its compiled model, in the background, and "
+        "send large batches (past 10,000 rows x trees) through scikit-learn's tree walk. Costs about 170 MB "
+        "per replica (scikit-learn, SciPy and pandas): 285 MB instead of 114 MB with one version of the bike "
+        "model. false: every batch walks the trees in NumPy.",
+    )
     batch_turn_wait_ms: float = Field(
         default=1.0,
         ge=0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from services.serving.rollouts.state import Rollout
@@ -49,20 +51,26 @@ class ServiceMetrics:
             "Answered requests that could be neither written nor spilled (0 unless the disk failed too)",
             registry=self.registry,
         )
-        self._seen: set[tuple[str, str]] = set()
+        # Each (version, variant)'s metric children, looked up once: ``labels()`` on every request
+        # cost 3 % of the event loop's time under load.
+        self._children: dict[tuple[str, str], _Children] = {}
 
     def count(self, *, version: str, variant: str, ok: bool, records: int, latency_s: float) -> None:
         """One answered request: its records by outcome, and its latency."""
-        if (version, variant) not in self._seen:
+        children = self._children.get((version, variant))
+        if children is None:
             # Both outcomes exist from a version's first request on, so that an error-rate query
-            # reads 0, not "no data". Once per version and variant, not on every request.
-            self._seen.add((version, variant))
-            for outcome in OUTCOMES:
-                self.predictions.labels(model_version=version, variant=variant, outcome=outcome)
-        self.requests.labels(model_version=version, variant=variant).inc()
-        outcome = "ok" if ok else "error"
-        self.predictions.labels(model_version=version, variant=variant, outcome=outcome).inc(records)
-        self.latency.labels(model_version=version, variant=variant).observe(latency_s)
+            # reads 0, not "no data".
+            children = self._children[version, variant] = _Children(
+                requests=self.requests.labels(model_version=version, variant=variant),
+                outcomes={
+                    o: self.predictions.labels(model_version=version, variant=variant, outcome=o) for o in OUTCOMES
+                },
+                latency=self.latency.labels(model_version=version, variant=variant),
+            )
+        children.requests.inc()
+        children.outcomes["ok" if ok else "error"].inc(records)
+        children.latency.observe(latency_s)
 
     def observe_rollout(self, rollout: Rollout | None, stable_version: str | None) -> None:
         current = rollout.phase if rollout is not None else "none"
@@ -80,3 +88,10 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True, slots=True)
+class _Children:
+    requests: Counter
+    outcomes: dict[str, Counter]
+    latency: Histogram

@@ -86,7 +86,7 @@ def test_a_per_record_prediction_log_is_read_as_requests_with_its_labels(url):
         ("s", 7, 70.0, 72),
     ]
     assert log.paired(use_case="bike_demand", since=0, until=100) == [(70.0, 75.0)]
-    assert log.request_records("b") == [{"hr": 8, "temp": 0.5}, {"hr": 9, "temp": 0.5}]
+    assert log.request_records(["b", "nobody"]) == {"b": [{"hr": 8, "temp": 0.5}, {"hr": 9, "temp": 0.5}]}
     assert log.unknown_ids(["b/0", "b/1", "s", "b/2"]) == ["b/2"]
     log.close()
     # the old tables are left as they were: nothing is deleted by a migration

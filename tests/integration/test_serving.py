@@ -307,10 +307,11 @@ def test_prediction_log_default_lives_in_the_state_dir(trained_state: Path):
 
 
 def test_the_served_version_starts_from_its_compiled_model_and_takes_on_its_pipeline(trained_state, tmp_path, bike):
-    """At start the registered compiled model serves; a tree model's pipeline joins it in the background."""
+    """At start the registered compiled model serves; with the native tree walk on, a tree model's pipeline joins
+    it in the background."""
     from models.registry import MlflowRegistry
 
-    settings = _settings(trained_state, prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}")
+    settings = _settings(trained_state, prediction_log_url=f"sqlite:///{tmp_path / 'log.db'}", native_tree_walk=True)
     app = create_app(settings)
     batch = [{**RECORD, "hr": h % 24, "temp": 0.1 + (h % 9) / 10} for h in range(200)]
     with TestClient(app) as c:
@@ -402,7 +403,7 @@ def test_a_database_that_is_restarting_gets_a_503_to_retry_not_a_500(trained_sta
 class RestartingDatabaseForLookups(PredictionLog):
     """The real prediction log, whose database refuses the request-id lookup (a restart) but takes writes."""
 
-    def request_records(self, request_id):
+    def request_records(self, request_ids):
         import sqlalchemy as sa
 
         raise sa.exc.OperationalError("SELECT ...", {}, ConnectionRefusedError("connection refused"))

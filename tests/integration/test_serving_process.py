@@ -69,8 +69,33 @@ def test_serving_process_never_imports_pipeline_dependencies(trained_state: Path
     assert last_json_line(script, env=env) == []
 
 
+def test_by_default_a_tree_model_serves_large_batches_without_scikit_learn_in_the_process(trained_state: Path):
+    """The compiled model alone serves every batch: scikit-learn (with SciPy and pandas) would cost 170 MB a replica.
+
+    (Here the registry is a database, read through the MLflow client, which imports pandas and SciPy itself;
+    against a tracking server, as in the stack, neither is imported: the serving benchmark's memory shows it.)"""
+    script = (
+        "import json, sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from services.serving.app import app_from_env\n"
+        "app = app_from_env()\n"
+        f"record = {RECORD!r}\n"
+        "with TestClient(app) as c:\n"
+        "    batch = [{**record, 'hr': i % 24} for i in range(1000)]\n"
+        "    r = c.post('/predict', json=batch)\n"
+        "    assert r.status_code == 200 and len(r.json()['predictions']) == 1000, r.text\n"
+        "    assert app.state.service.control.snapshot.stable.compiled.estimator.n_trees > 0  # a tree model\n"
+        "    c.portal.call(app.state.service.control.cache.completed)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skops'})))\n"
+    )
+    env = {**os.environ, "MLOPS_STATE_DIR": str(trained_state), "MLOPS_USE_CASE": "bike_demand"}
+    env.pop("MLOPS_NATIVE_TREE_WALK", None)
+    assert last_json_line(script, env=env) == []
+
+
 def test_native_thread_pools_loaded_after_start_keep_the_configured_size(trained_state: Path):
-    """scikit-learn (OpenMP) loads only when a tree model's pipeline joins, after the limits were set."""
+    """scikit-learn (OpenMP) loads only when a tree model's pipeline joins (MLOPS_NATIVE_TREE_WALK), after the
+    limits were set."""
     script = (
         "import json, time\n"
         "from fastapi.testclient import TestClient\n"
@@ -88,6 +113,7 @@ def test_native_thread_pools_loaded_after_start_keep_the_configured_size(trained
         "print(json.dumps({'joined': joined, 'pools': pools}))\n"
     )
     env = {**os.environ, "MLOPS_STATE_DIR": str(trained_state), "MLOPS_USE_CASE": "bike_demand"}
+    env |= {"MLOPS_NATIVE_TREE_WALK": "true"}
     env.pop("OMP_NUM_THREADS", None)
     answer = last_json_line(script, env=env)
     assert answer["joined"] is True

@@ -63,7 +63,7 @@ def predicted(model: Any, records: list[dict[str, Any]], use_case: Any) -> np.nd
 def test_a_version_with_its_compiled_file_serves_from_it_then_gets_its_pipeline_for_large_batches(bike, fitted):
     forest = fitted["forest"]
     source = InMemorySource({"1": registered_files(forest, compiled=compile_model(forest, bike))})
-    cache = ModelCache(source, name="bike-demand", compile_for=bike, predict_jobs=1)
+    cache = ModelCache(source, name="bike-demand", compile_for=bike, native_tree_walk=True, predict_jobs=1)
 
     async def load() -> tuple[Any, Any]:
         first = await cache.ensure("1", complete=False)  # as a service with nothing to serve yet
@@ -75,6 +75,7 @@ def test_a_version_with_its_compiled_file_serves_from_it_then_gets_its_pipeline_
     assert first.pipeline is None and first.compiled is not None and first.compiled.native is None
     assert [p for _, p in source.read[:2]] == ["MLmodel", "extra_files/compiled_model.npz"]  # no skops file yet
     assert complete.pipeline is not None and complete.compiled.native is complete.pipeline.steps[-1][1]
+    assert any(path.endswith(".skops") for _, path in source.read)  # read in the background
     assert complete.pipeline.named_steps["model"].n_jobs == 1  # training's 2 workers cost a small request
     batch = fitted["batch"]
     assert len(batch) * complete.compiled.estimator.n_trees > TREE_WALK_CELLS  # through scikit-learn's walk
@@ -87,9 +88,29 @@ def test_a_version_loaded_while_another_serves_comes_complete(bike, fitted):
     forest = fitted["forest"]
     source = InMemorySource({"2": registered_files(forest, compiled=compile_model(forest, bike))})
 
-    loaded = asyncio.run(ModelCache(source, name="bike-demand", compile_for=bike).ensure("2"))
+    loaded = asyncio.run(ModelCache(source, name="bike-demand", compile_for=bike, native_tree_walk=True).ensure("2"))
 
     assert loaded.pipeline is not None and loaded.compiled.native is loaded.pipeline.steps[-1][1]
+
+
+def test_without_the_native_tree_walk_a_tree_model_never_reads_its_pipeline(bike, fitted):
+    """The default: scikit-learn's memory is not paid for; large batches walk the trees in NumPy, as exactly."""
+    forest = fitted["forest"]
+    source = InMemorySource({"1": registered_files(forest, compiled=compile_model(forest, bike))})
+    cache = ModelCache(source, name="bike-demand", compile_for=bike)
+
+    async def load() -> Any:
+        await cache.ensure("1", complete=False)
+        await cache.completed()
+        return cache.get("1")
+
+    loaded = asyncio.run(load())
+
+    assert loaded.pipeline is None and loaded.compiled.native is None
+    assert not any(path.endswith(".skops") for _, path in source.read)
+    batch = fitted["batch"]
+    assert len(batch) * loaded.compiled.estimator.n_trees > TREE_WALK_CELLS  # would have gone to scikit-learn
+    np.testing.assert_allclose(loaded.predict(batch, bike), predicted(forest, batch, bike), rtol=1e-9)
 
 
 def test_without_a_usable_compiled_file_the_pipeline_serves_compiled_when_it_can(bike, fitted):
