@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from core.predlog import LoggedRequest
-from services.serving.prediction_log import AsyncPredictionLogWriter
+from services.serving.prediction_log import AsyncPredictionLogWriter, RequestIdLookups
 
 
 class FakeStore:
@@ -147,3 +147,54 @@ def test_what_an_earlier_process_spilled_is_written_at_start(tmp_path):
         return store
 
     assert asyncio.run(scenario()).batches == [2] and list((tmp_path / "spill").iterdir()) == []
+
+
+class SlowLookups:
+    """A log whose id lookup takes 50 ms, as a database round trip under load might."""
+
+    def __init__(self, known: dict[str, list[dict]], *, fail: bool = False) -> None:
+        self.known, self.fail, self.queries = known, fail, []
+
+    def request_records(self, request_ids):
+        self.queries.append(sorted(request_ids))
+        time.sleep(0.05)
+        if self.fail:
+            raise ConnectionError("the database is restarting")
+        return {rid: self.known[rid] for rid in request_ids if rid in self.known}
+
+
+def test_request_id_lookups_of_a_burst_share_queries_and_each_asker_gets_its_own_answer():
+    store = SlowLookups({"seen": [{"hr": 1}]})
+
+    async def scenario() -> list:
+        lookups = RequestIdLookups(store)  # type: ignore[arg-type]
+        return await asyncio.gather(*(lookups.records(rid) for rid in ["seen", *(f"new{i}" for i in range(30))]))
+
+    answers = asyncio.run(scenario())
+
+    assert answers[0] == [{"hr": 1}] and answers[1:] == [None] * 30
+    assert store.queries == [sorted(["seen", *(f"new{i}" for i in range(30))])]  # one query for all
+
+
+def test_ids_asked_for_while_a_lookup_runs_go_out_together_in_the_next_one():
+    store = SlowLookups({})
+
+    async def scenario() -> None:
+        lookups = RequestIdLookups(store)  # type: ignore[arg-type]
+        first = asyncio.ensure_future(lookups.records("first"))
+        await asyncio.sleep(0.01)  # its query is running now
+        await asyncio.gather(first, *(lookups.records(f"later{i}") for i in range(10)))
+
+    asyncio.run(scenario())
+
+    assert store.queries == [["first"], sorted(f"later{i}" for i in range(10))]
+
+
+def test_a_failed_lookup_reaches_every_asker_of_its_query():
+    async def scenario() -> list:
+        lookups = RequestIdLookups(SlowLookups({}, fail=True))  # type: ignore[arg-type]
+        return await asyncio.gather(*(lookups.records(f"r{i}") for i in range(5)), return_exceptions=True)
+
+    answers = asyncio.run(scenario())
+
+    assert all(isinstance(a, ConnectionError) for a in answers)
