@@ -27,7 +27,7 @@ from core.telemetry import disable_telemetry
 from core.usecase import load_use_case
 from core.version import installed_version
 from models.records import label_problem
-from services.serving import oip
+from services.serving import heap, oip
 from services.serving.admin import admin_router
 from services.serving.answers import BODY_ANSWERS, DATABASE_ANSWER
 from services.serving.control import Control
@@ -113,6 +113,7 @@ def create_app(
         await state.writer.stop()
         store.close()
         log.close()
+        heap.release()
 
     app = FastAPI(
         title=f"mlops serving: {use_case.name}",
