@@ -381,13 +381,18 @@ def test_without_the_registry_the_loaded_model_serves_and_ready_says_so(trained_
         assert ready["registry"] == "ok" and ready["registry_error"] is None
 
 
+def _database_restarting() -> Exception:
+    """What the driver raises, through SQLAlchemy, while the database restarts."""
+    import sqlalchemy as sa
+
+    return sa.exc.OperationalError("SELECT ...", {}, ConnectionRefusedError("connection refused"))
+
+
 class RestartingDatabaseLog(PredictionLog):
     """The real prediction log, whose database goes away (a restart) for the lookups of /feedback."""
 
     def unknown_ids(self, ids):
-        import sqlalchemy as sa
-
-        raise sa.exc.OperationalError("SELECT ...", {}, ConnectionRefusedError("connection refused"))
+        raise _database_restarting()
 
 
 def test_a_database_that_is_restarting_gets_a_503_to_retry_not_a_500(trained_state, tmp_path):
@@ -404,9 +409,7 @@ class RestartingDatabaseForLookups(PredictionLog):
     """The real prediction log, whose database refuses the request-id lookup (a restart) but takes writes."""
 
     def request_records(self, request_ids):
-        import sqlalchemy as sa
-
-        raise sa.exc.OperationalError("SELECT ...", {}, ConnectionRefusedError("connection refused"))
+        raise _database_restarting()
 
 
 def test_a_database_restart_does_not_fail_a_prediction_that_carries_a_request_id(trained_state, tmp_path):
