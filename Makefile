@@ -96,7 +96,7 @@ bench-images: $(STAMP)  ## Image sizes and container cold start (docker start ->
 	@tests/docker/engine.sh up
 	@status=0; $(BIN)/python -m benchmarks.images || status=$$?; tests/docker/engine.sh down; exit $$status
 
-bench-quick: $(STAMP) wrk  ## The serving goals in under two minutes: one JSON object of measured ratios
+bench-quick: $(STAMP) wrk  ## The serving goals in about two minutes: one JSON object of measured ratios (the first run installs the peers, MLServer and BentoML, into .venv-peers)
 	$(BIN)/python -m benchmarks.serving --quick
 
 constraints: $(STAMP)  ## Re-freeze the full constraints file from .venv

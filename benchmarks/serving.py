@@ -1,6 +1,6 @@
 """Serving performance side by side: the raw model, the HTTP floor, `mlflow models serve`, MLServer, BentoML, ours.
 
-    python -m benchmarks.serving --quick     # < 2 minutes; prints one JSON object with the goal ratios
+    python -m benchmarks.serving --quick     # ~2 minutes; prints one JSON object with the goal ratios
     python -m benchmarks.serving             # the full set (make bench); appends to docs/performance.md
 
 One machine, one run, one model: the bike-demand histogram-gradient-boosting
