@@ -374,32 +374,28 @@ def _peers(setup: dict[str, Any], directory: Path, *, env: dict[str, str]) -> li
         raise BenchmarkError(f"{err} (--no-peers runs without them)") from None
 
 
-def check_peer_answers(peer: peers.Peer, setup: dict[str, Any], expected: dict[str, Any]) -> None:
-    """A peer serves the same model: its answers are the in-process ones, checked once before its load."""
+def check_answers(
+    name: str,
+    url: str,
+    setup: dict[str, Any],
+    expected: dict[str, Any],
+    *,
+    body: Callable[[dict[str, Any]], str],
+    values: Callable[[Any], list[float]],
+) -> None:
+    """A server that is not ours (MLflow's, a peer) serves v1: its answers are the in-process ones,
+    checked once before its load (under load its answers carry no version to check them by)."""
     import httpx
 
     v1 = setup["versions"][0]
     with httpx.Client(timeout=30) as client:
         for i, record in enumerate(setup["records"][:50]):
-            response = client.post(peer.url, content=peer.body(record), headers={"Content-Type": "application/json"})
+            response = client.post(url, content=body(record), headers={"Content-Type": "application/json"})
             if response.status_code != 200:
-                raise BenchmarkError(f"{peer.name} answered {response.status_code}: {response.text[:300]}")
-            (got,) = peer.values(response.json())
-            want = expected[v1]["single"][i]
+                raise BenchmarkError(f"{name} answered {response.status_code}: {response.text[:300]}")
+            got, want = values(response.json())[0], expected[v1]["single"][i]
             if abs(got - want) > TOLERANCE * max(1, abs(want)):
-                raise BenchmarkError(f"{peer.name} answered {got} for record {i}, in-process predict gives {want}")
-
-
-def check_mlflow_answers(url: str, setup: dict[str, Any], expected: dict[str, Any]) -> None:
-    import httpx
-
-    v1 = setup["versions"][0]
-    with httpx.Client(timeout=30) as client:
-        for i, record in enumerate(setup["records"][:50]):
-            got = client.post(url, json={"dataframe_records": [record]}).json()["predictions"][0]
-            want = expected[v1]["single"][i]
-            if abs(got - want) > TOLERANCE * max(1, abs(want)):
-                raise BenchmarkError(f"mlflow answered {got} for record {i}, in-process predict gives {want}")
+                raise BenchmarkError(f"{name} answered {got} for record {i}, in-process predict gives {want}")
 
 
 def run(*, quick: bool, with_peers: bool = True) -> dict[str, Any]:
@@ -559,9 +555,16 @@ def _run_against(
         }
         for name, proc in [("mlflow", mlflow_proc), ("ours", our_proc), *peer_procs.items()]:
             cold[name].append(proc.ready_after_s)
-        check_mlflow_answers(urls["mlflow"], setup, expected)
+        check_answers(
+            "mlflow",
+            urls["mlflow"],
+            setup,
+            expected,
+            body=lambda record: json.dumps({"dataframe_records": [record]}),
+            values=lambda answer: answer["predictions"],
+        )
         for peer in peer_servers:
-            check_peer_answers(peer, setup, expected)
+            check_answers(peer.name, peer.url, setup, expected, body=peer.body, values=peer.values)
         for rep in range(repeat):
             floors.append(raw_predict(floor_inputs, repeat=300 if quick else 1000, env=env))
             for pt in points:
@@ -579,7 +582,7 @@ def _run_against(
     floor = {k: statistics.median(f[k] for f in floors) for k in floors[0]}
     ratios = summarize(floors, runs, cold_start_s=statistics.median(cold["ours"]))
     # The command line, with the servers stopped: a small batch through `mlops ingest`.
-    ratios["cli_ingest_s"] = cli_ingest_seconds(env={k: v for k, v in env.items() if k != "MLOPS_STATE_DIR"})
+    ratios["cli_ingest_s"] = cli_ingest_seconds(env=env)  # in a state folder of its own
     return {
         "quick": quick,
         "machine": machine(),

@@ -101,6 +101,8 @@ def create_app(
             compile_models=settings.compile_models,
             native_tree_walk=settings.native_tree_walk,
             predict_jobs=settings.predict_threads,
+            # A loaded version lives long: it leaves the garbage collector's walk (services/serving/heap.py).
+            on_load=lambda what: heap.settle(after=what),
         )
         state = ServiceState(settings=settings, use_case=use_case, control=control, log=log)
         app.state.service = state

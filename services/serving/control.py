@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -98,6 +99,7 @@ class Control:
         compile_models: bool = True,
         native_tree_walk: bool = False,
         predict_jobs: int | None = None,
+        on_load: Callable[[str], None] | None = None,
     ) -> None:
         self.use_case = use_case
         self.model_name = use_case.model_name
@@ -109,6 +111,7 @@ class Control:
             compile_for=use_case if compile_models else None,
             native_tree_walk=native_tree_walk,
             predict_jobs=predict_jobs,
+            on_load=on_load,
         )
         self.metrics = PredictionLogMetrics(predictions, use_case)
         self.clock = clock

@@ -52,7 +52,6 @@ from models.registered import (
     read_pipeline,
     sklearn_flavor,
 )
-from services.serving import heap
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -321,7 +320,8 @@ class ModelCache:
     pipeline is loaded beside its compiled model, so that large batches go through
     scikit-learn's tree walk; with ``complete=False`` that happens in the background, after the
     version serves (a service with nothing to serve yet starts sooner). With ``predict_jobs``,
-    steps that predict on joblib workers use that many (``set_predict_jobs``).
+    steps that predict on joblib workers use that many (``set_predict_jobs``). ``on_load`` is
+    called, on the event loop, after each version is loaded or completed.
     """
 
     def __init__(
@@ -332,12 +332,14 @@ class ModelCache:
         compile_for: UseCase | None = None,
         native_tree_walk: bool = False,
         predict_jobs: int | None = None,
+        on_load: Callable[[str], None] | None = None,
     ) -> None:
         self._source = source
         self._name = name
         self._compile_for = compile_for
         self._native_tree_walk = native_tree_walk
         self._predict_jobs = predict_jobs
+        self._on_load = on_load
         self._models: dict[str, LoadedModel] = {}
         self._failed: dict[str, str] = {}
         self._completing: set[asyncio.Task[None]] = set()
@@ -361,7 +363,7 @@ class ModelCache:
                 raise
             self._failed.pop(version, None)
             self._models[version] = model
-            heap.settle(after=f"loading v{version}")  # a version lives long: out of the collector's walk
+            self._loaded(f"loading v{version}")
             if not complete and self._incomplete(model):
                 task = asyncio.create_task(self._complete_later(model))
                 self._completing.add(task)
@@ -409,7 +411,11 @@ class ModelCache:
         completed = await asyncio.to_thread(self._completed, served)
         if self._models.get(served.version) is served:  # not released or replaced meanwhile
             self._models = {**self._models, served.version: completed}
-            heap.settle(after=f"completing v{served.version}")  # scikit-learn's modules and the pipeline
+            self._loaded(f"completing v{served.version}")  # scikit-learn's modules and the pipeline
+
+    def _loaded(self, what: str) -> None:
+        if self._on_load is not None:
+            self._on_load(what)
 
     async def completed(self) -> None:
         """Wait for the versions being completed in the background (tests)."""

@@ -32,6 +32,8 @@ from core.predlog import LoggedRequest, PredictionLog
 
 log = logging.getLogger(__name__)
 
+Records = Sequence[dict[str, Any]]  # one request's records, as logged
+
 
 class SpillFolder:
     """Batches the database would not take, as JSON-lines files, until it takes them.
@@ -98,12 +100,12 @@ class RequestIdLookups:
 
     def __init__(self, store: PredictionLog) -> None:
         self._store = store
-        self._waiting: dict[str, list[asyncio.Future[Sequence[dict[str, Any]] | None]]] = {}
+        self._waiting: dict[str, list[asyncio.Future[Records | None]]] = {}
         self._running: asyncio.Task[None] | None = None
 
-    async def records(self, request_id: str) -> Sequence[dict[str, Any]] | None:
+    async def records(self, request_id: str) -> Records | None:
         """The records logged under ``request_id``, or None; raises what the store raised (a restart, say)."""
-        answer: asyncio.Future[Sequence[dict[str, Any]] | None] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[Records | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(request_id, []).append(answer)
         if self._running is None or self._running.done():
             self._running = asyncio.create_task(self._run(), name="request-id-lookups")
@@ -112,17 +114,19 @@ class RequestIdLookups:
     async def _run(self) -> None:
         while self._waiting:
             asked, self._waiting = self._waiting, {}
+            found: dict[str, Records] = {}
+            failed: Exception | None = None
             try:
                 found = await asyncio.to_thread(self._store.request_records, list(asked))
             except Exception as err:  # noqa: BLE001 - each asker decides what a failed lookup means
-                for answers in asked.values():
-                    for answer in answers:
-                        if not answer.done():
-                            answer.set_exception(err)
-                continue
+                failed = err
             for request_id, answers in asked.items():
                 for answer in answers:
-                    if not answer.done():  # the asker may have gone (a client that disconnected)
+                    if answer.done():  # the asker has gone (a client that disconnected)
+                        continue
+                    if failed is not None:
+                        answer.set_exception(failed)
+                    else:
                         answer.set_result(found.get(request_id))
 
 

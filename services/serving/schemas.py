@@ -59,13 +59,13 @@ class _WholeNumber:
 
 def _field_type(spec: ColumnSpec) -> Any:
     """One feature's type and constraints; a nullable feature also accepts null."""
-    bounds = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None}
+    # Bounds as Field(ge=..., le=...), except an integer's: checked inside its own schema (_WholeNumber).
+    bounds = {k: v for k, v in (("ge", spec.min), ("le", spec.max)) if v is not None and spec.type != "int"}
     if spec.type == "int":
         # JSON Schema's "integer" admits 21.0 too, so the documented type is exactly what is accepted.
         limits = {k: int(v) for k, v in (("minimum", spec.min), ("maximum", spec.max)) if v is not None}
         whole = _WholeNumber(ge=limits.get("minimum"), le=limits.get("maximum"))
         annotation: Any = Annotated[int, whole, WithJsonSchema({"type": "integer", **limits})]
-        bounds = {}  # checked inside the whole number's own schema
     elif spec.type == "bool":
         annotation = Literal[0, 1]
     elif spec.type == "float":

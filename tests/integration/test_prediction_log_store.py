@@ -38,11 +38,10 @@ def test_a_batch_is_stored_exactly_as_answered_in_order_and_a_repeat_is_stored_o
     ]  # fmt: skip
     for row, sent in zip(rows, BATCH, strict=False):
         assert orjson.loads(row["features"]) == list(sent.features)  # floats to the last digit, text as sent
-        assert (
-            row["predictions"] is None
-            if sent.predictions is None
-            else orjson.loads(row["predictions"]) == [float(v) for v in sent.predictions]
-        )
+        if sent.predictions is None:
+            assert row["predictions"] is None
+        else:
+            assert orjson.loads(row["predictions"]) == [float(v) for v in sent.predictions]
         assert (row["ts"], row["latency_ms"], row["n_records"], row["error"]) == (
             sent.ts, sent.latency_ms, sent.n_records, sent.error,
         )  # fmt: skip
