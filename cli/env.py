@@ -11,8 +11,9 @@ from core.telemetry import disable_telemetry
 def prepare_environment(state_dir: Path | None) -> Path:
     """Point every component at one state directory and switch telemetry off.
 
-    Prefect's temporary server keeps its database under PREFECT_HOME; putting it
-    in the state directory keeps a run self-contained. Explicit settings win.
+    Prefect's server on embedded defaults (the local one the flow commands share, or a temporary
+    one) keeps its database under PREFECT_HOME; putting it in the state directory keeps a run
+    self-contained. Explicit settings win.
     """
     disable_telemetry()
     if state_dir is not None:
@@ -20,7 +21,8 @@ def prepare_environment(state_dir: Path | None) -> Path:
     root = Path(os.environ.get("MLOPS_STATE_DIR", ".mlops")).resolve()
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str(root / "prefect"))
-    # The temporary server needs ~10 s to start on 2 cores; the default limit is 20 s.
+    # Prefect's temporary server (MLOPS_LOCAL_PREFECT_IDLE_MINUTES=0) needs ~10 s to start on 2 cores;
+    # the default limit is 20 s.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")

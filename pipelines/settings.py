@@ -66,6 +66,13 @@ class PipelineSettings(CommonSettings):
         default=None,
         description="The memory limit of each flow container (Docker's form: 2g, 512m). None: no limit.",
     )
+    local_prefect_idle_minutes: float = Field(
+        default=10,
+        ge=0,
+        description="Without PREFECT_API_URL, the first command that runs a flow starts a local Prefect server "
+        "under PREFECT_HOME and later ones reuse it; it stops after this many minutes with no request "
+        "(`mlops prefect stop` stops it at once). 0: no shared server, Prefect's temporary one per command.",
+    )
 
 
 class StreamSettings(PipelineSettings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,17 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 # Services the tests start accept their short test tokens; tests of production settings say dev_mode=False.
 os.environ.setdefault("MLOPS_DEV_MODE", "true")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _local_prefect_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The local Prefect servers that the session's `mlops` commands started stop with the session
+    (each would stop after its idle time anyway); they all live under the session's temporary folder."""
+    yield
+    from pipelines import local_server
+
+    for note in tmp_path_factory.getbasetemp().rglob(local_server.NOTE):
+        local_server.stop(note.parent)
 
 
 @pytest.fixture(scope="session")

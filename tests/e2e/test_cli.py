@@ -66,6 +66,37 @@ def test_ingest_exits_non_zero_on_a_rejected_batch(tmp_path):
     assert out.returncode == 1 and "batch rejected: file is empty" in out.stderr
 
 
+@pytest.mark.slow
+def test_flow_commands_share_one_local_prefect_server_that_records_their_runs(tmp_path):
+    import httpx
+
+    state = tmp_path / "state"
+    for month in ("2011-07", "2011-08"):
+        assert mlops("sample-batch", month, "--out", str(tmp_path / f"{month}.csv")).returncode == 0
+    first = mlops("ingest", str(tmp_path / "2011-07.csv"), state=state)
+    assert first.returncode == 0, first.stderr
+    server = json.loads(mlops("prefect", "status", "--json", state=state).stdout)
+    second = mlops("ingest", str(tmp_path / "2011-08.csv"), state=state)
+    assert second.returncode == 0, second.stderr
+    # The second command found the first one's server: the same process, and no server of its own.
+    assert json.loads(mlops("prefect", "status", "--json", state=state).stdout) == server
+    assert "temporary server" not in first.stderr + second.stderr
+    runs = httpx.post(f"{server['url']}/flow_runs/filter", json={}, timeout=10).json()
+    assert sorted(run["state_type"] for run in runs) == ["COMPLETED", "COMPLETED"]
+
+    stopped = mlops("prefect", "stop", state=state)
+    assert stopped.returncode == 0 and f"stopped {server['url']}" in stopped.stdout
+    assert mlops("prefect", "status", state=state).returncode == 1
+    # With no shared server asked for, a command runs its flows on Prefect's temporary server.
+    env = {**os.environ, "MLOPS_STATE_DIR": str(state), "PREFECT_HOME": str(state / "prefect"),
+           "MLOPS_LOCAL_PREFECT_IDLE_MINUTES": "0"}  # fmt: skip
+    again = subprocess.run([MLOPS, "ingest", str(tmp_path / "2011-08.csv")], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert again.returncode == 0 and "already ingested" in again.stderr + again.stdout
+    assert "Starting temporary server" in again.stderr + again.stdout
+    assert mlops("prefect", "status", state=state).returncode == 1
+
+
 def test_serve_refuses_the_default_token_outside_dev_mode(tmp_path):
     env = {**os.environ, "MLOPS_DEV_MODE": "false", "MLOPS_STATE_DIR": str(tmp_path)}
     env.pop("MLOPS_ADMIN_TOKEN", None)

@@ -1,4 +1,4 @@
-"""`mlops demo` as a user runs it: its own process, a real service process, a temporary Prefect server.
+"""`mlops demo` as a user runs it: its own process, a real service process, the local Prefect server.
 
 The classifier's runs go on beside the bike demo's year, each in processes of its own: a demo keeps
 about one core busy, and the two together take about as long as the year alone.
