@@ -34,7 +34,7 @@ class ServiceState:
             linger_s=settings.log_linger_ms / 1000,
             spill=SpillFolder(settings.resolved_log_spill_dir),
         )
-        self.request_ids = RequestIdLookups(log)
+        self.request_ids = RequestIdLookups(log, on_loop=log.local)
         self.metrics = ServiceMetrics()
         # Records are validated straight from the request's bytes into plain dicts (pydantic's
         # Rust JSON parser, no model objects): the same rules as the documented record model.

@@ -24,6 +24,7 @@ from core.predlog import LoggedRequest
 from core.usecase import UseCase
 from services.serving.dependencies import ServiceState
 from services.serving.model_store import LoadedModel
+from services.serving.prediction_log import Records
 from services.serving.rollouts.router import PIN_HEADER, Route, route
 
 log = logging.getLogger(__name__)
@@ -138,13 +139,22 @@ async def serve(
     if x_request_id is not None and not _REQUEST_ID.match(x_request_id):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "X-Request-ID must be 1-96 chars of [A-Za-z0-9._:-]")
     records = parse_records(state, body)
-    if x_request_id is not None:
-        await check_request_id(state, x_request_id, records)
+    # Whether a client-chosen id was used before is asked now and answered beside the prediction:
+    # waiting for the lookup first cost a third of the throughput at 16 connections (the requests
+    # reached the micro-batcher in small waves behind it). Nothing is logged or answered before it.
+    earlier = earlier_use(state, x_request_id) if x_request_id is not None else None
     request_id = x_request_id or uuid.uuid4().hex
     rollout = snap.rollout if snap.candidate is not None else None
     routing_key = request.headers.get(rollout.config.ab.routing_header) if rollout else None
     decision = route(rollout, request_key=request_id, routing_key=routing_key, pin=pin)  # type: ignore[arg-type]
-    model, variant, values, entries = await _answer(state, snap, decision, request_id, records)
+    try:
+        model, variant, values, entries = await _answer(state, snap, decision, request_id, records)
+    except BaseException:
+        if isinstance(earlier, asyncio.Future):
+            earlier.cancel()  # nobody will read the lookup now
+        raise
+    if x_request_id is not None:
+        await check_request_id(state, x_request_id, records, earlier=earlier)
     await state.writer.submit(entries)
     if decision.mirror and snap.candidate is not None:
         task = asyncio.create_task(_mirror(state, snap.candidate, request_id, records))
@@ -153,17 +163,30 @@ async def serve(
     return Served(request_id, records, model, variant, values)
 
 
-async def check_request_id(state: ServiceState, request_id: str, records: list[dict[str, Any]]) -> None:
+def earlier_use(state: ServiceState, request_id: str) -> Records | asyncio.Future[Records | None]:
+    """The records an earlier request logged under ``request_id``: known now when that request is still
+    queued for the log (the store cannot tell yet), else the store's lookup, started now."""
+    pending = state.writer.pending_records(request_id)
+    return pending if pending is not None else state.request_ids.ask(request_id)
+
+
+async def check_request_id(
+    state: ServiceState,
+    request_id: str,
+    records: list[dict[str, Any]],
+    *,
+    earlier: Records | asyncio.Future[Records | None] | None,
+) -> None:
     """A client-chosen X-Request-ID names one request for the life of the prediction log.
 
     The same records again are a retry (a gateway's, a client's): answered again and logged once.
     Other records under a used id are refused: logged under it, they would be lost (the log keeps
     one answer per id), and labels sent for its prediction ids would join the wrong records.
+    ``earlier`` is what ``earlier_use`` gave when the request arrived.
     """
-    earlier = state.writer.pending_records(request_id)
-    if earlier is None:
+    if isinstance(earlier, asyncio.Future):
         try:
-            earlier = await state.request_ids.records(request_id)
+            earlier = await earlier
         except UNAVAILABLE as err:
             # The database is restarting. Answering does not need it (the log's writer spills meanwhile),
             # and refusing would turn a restart into failed predictions, so the request is answered

@@ -98,18 +98,28 @@ class RequestIdLookups:
     of them: at any load there is at most one lookup in flight.
     """
 
-    def __init__(self, store: PredictionLog) -> None:
+    def __init__(self, store: PredictionLog, *, on_loop: bool = False) -> None:
         self._store = store
+        # ``on_loop``: the query runs on the event loop itself. For a local store (SQLite) a burst's
+        # query takes ~35 µs, less than the hop to a worker thread and back, which under load took
+        # ~1.2 ms from asking to the answer (measured) while every asker waited: 20 % of the
+        # throughput at 16 connections. A database server's queries are network round trips: a thread.
+        self._on_loop = on_loop
         self._waiting: dict[str, list[asyncio.Future[Records | None]]] = {}
         self._running: asyncio.Task[None] | None = None
 
-    async def records(self, request_id: str) -> Records | None:
-        """The records logged under ``request_id``, or None; raises what the store raised (a restart, say)."""
+    def ask(self, request_id: str) -> asyncio.Future[Records | None]:
+        """The lookup of ``request_id``, started now: its future gives the records logged under the id,
+        or None, or raises what the store raised (a restart, say). Cancel it when no longer needed."""
         answer: asyncio.Future[Records | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(request_id, []).append(answer)
         if self._running is None or self._running.done():
             self._running = asyncio.create_task(self._run(), name="request-id-lookups")
-        return await answer
+        return answer
+
+    async def records(self, request_id: str) -> Records | None:
+        """The records logged under ``request_id``, or None; raises what the store raised."""
+        return await self.ask(request_id)
 
     async def _run(self) -> None:
         while self._waiting:
@@ -117,7 +127,10 @@ class RequestIdLookups:
             found: dict[str, Records] = {}
             failed: Exception | None = None
             try:
-                found = await asyncio.to_thread(self._store.request_records, list(asked))
+                if self._on_loop:
+                    found = self._store.request_records(list(asked))
+                else:
+                    found = await asyncio.to_thread(self._store.request_records, list(asked))
             except Exception as err:  # noqa: BLE001 - each asker decides what a failed lookup means
                 failed = err
             for request_id, answers in asked.items():

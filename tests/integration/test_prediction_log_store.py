@@ -53,3 +53,15 @@ def test_the_batch_columns_are_the_tables_own():
     from core.predlog import _WRITTEN
 
     assert tuple(c.name for c in requests.columns if c.name != "row_id") == _WRITTEN
+
+
+def test_a_lookup_of_request_ids_finds_the_logged_ones_by_their_exact_text(url: str):
+    log = PredictionLog(url)
+    odd = 'q"\\é/7'  # quotes, a backslash and non-ASCII in an id survive the JSON parameter
+    log.write([*BATCH, LoggedRequest(odd, 1764582127.0, "u", "m", "1", "stable", [{"x": 5}], [9.0], 1.0)])
+    many = [f"absent-{i}" for i in range(2_000)]  # more ids than a statement's parameters could carry
+    found = log.request_records(["a", "b/x", "c", odd, "A", "b", *many])
+    log.close()
+    # "c" was logged under two variants, with the same records; "A" and "b" only resemble logged ids.
+    assert found == {"a": list(BATCH[0].features), "b/x": [{"x": 1}, {"x": 2}], "c": [{"x": 3}], odd: [{"x": 5}]}
+    assert log.request_records([]) == {}

@@ -190,6 +190,19 @@ def test_ids_asked_for_while_a_lookup_runs_go_out_together_in_the_next_one():
     assert store.queries == [["first"], sorted(f"later{i}" for i in range(10))]
 
 
+def test_on_the_loop_a_burst_still_shares_one_query_and_a_gone_asker_is_skipped():
+    store = SlowLookups({"seen": [{"hr": 1}]})
+
+    async def scenario() -> list:
+        lookups = RequestIdLookups(store, on_loop=True)  # type: ignore[arg-type]
+        gone, *asked = (lookups.ask(rid) for rid in ["gone", "seen", "new"])  # one burst
+        gone.cancel()  # a request whose prediction failed: nobody reads its lookup
+        return await asyncio.gather(*asked)
+
+    assert asyncio.run(scenario()) == [[{"hr": 1}], None]
+    assert store.queries == [["gone", "new", "seen"]]
+
+
 def test_a_failed_lookup_reaches_every_asker_of_its_query():
     async def scenario() -> list:
         lookups = RequestIdLookups(SlowLookups({}, fail=True))  # type: ignore[arg-type]
