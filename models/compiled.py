@@ -224,14 +224,8 @@ class Trees:
         return len(self.roots)
 
     @cached_property
-    def _walk_plan(self) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """(the trees deepest first, where each tree went in that order, how many still branch per level).
-
-        A walk over every tree runs to the deepest one's depth, though a tree's rows stop moving at
-        its leaves: the bike model's 100 trees are 11 levels deep on average and 19 at most. Ordered
-        deepest first, level L moves only the first ``branching[L]`` trees: a 1,000-row batch walks
-        in 6 ms instead of 10 (measured), with the same bits.
-        """
+    def _walk(self) -> _Walk:
+        """The arrays the walk reads, laid out for it once per model (see ``_Walk``)."""
         n_nodes = len(self.feature)
         left, right = self.children[:n_nodes], self.children[n_nodes:]
         depths = np.zeros(self.n_trees, dtype=np.intp)
@@ -241,8 +235,18 @@ class Trees:
                 level = np.concatenate([left[inner], right[inner]])
                 depths[tree] += 1
         order = np.argsort(-depths, kind="stable")
-        branching = [int((depths > level).sum()) for level in range(int(depths.max(initial=0)))]
-        return order, np.argsort(order), branching
+        children = np.empty(2 * n_nodes, dtype=np.intp)
+        children[0::2], children[1::2] = 2 * left, 2 * right
+        return _Walk(
+            roots=2 * self.roots[order],
+            place=np.argsort(order),
+            branching=[int((depths > level).sum()) for level in range(int(depths.max(initial=0)))],
+            feature=np.repeat(self.feature, 2),
+            threshold=np.repeat(self.threshold, 2),
+            missing_left=np.repeat(self.missing_left, 2),
+            children=children,
+            value=np.repeat(self.value, 2),
+        )
 
     def output(self, X: np.ndarray) -> np.ndarray:
         if self.float32_inputs:
@@ -250,21 +254,50 @@ class Trees:
         nan = bool(np.isnan(X).any())
         n, width = X.shape
         flat = np.ascontiguousarray(X).reshape(-1)
-        row = (np.arange(n, dtype=np.intp) * width)[None, :]
-        order, place, branching = self._walk_plan
-        node = np.repeat(self.roots[order][:, None], n, axis=1)  # a line per tree, deepest first
-        n_nodes = len(self.feature)
-        for m in branching:
+        walk = self._walk
+        node = np.repeat(walk.roots[:, None], n, axis=1)  # a line per tree, deepest first
+        row = (np.arange(n, dtype=np.intp) * width)[None, :] if n > 1 else None
+        for m in walk.branching:
             moving = node[:m]
-            x = flat[row + self.feature[moving]]
-            right = ~(x <= self.threshold[moving])  # NaN compares False: goes right unless told otherwise
-            if nan:
-                right = np.where(np.isnan(x), ~self.missing_left[moving], right)
-            node[:m] = self.children[moving + n_nodes * right]
+            at = walk.feature[moving]
+            if row is not None:
+                at += row
+            x = flat[at]
+            if nan:  # NaN compares False: it goes right, unless training sent missing values left
+                went_right = np.where(np.isnan(x), ~walk.missing_left[moving], ~(x <= walk.threshold[moving]))
+            else:
+                went_right = x > walk.threshold[moving]
+            node[:m] = walk.children[moving + went_right]
         # cumsum adds one term at a time, in the trees' own order: start + tree 1 + tree 2 + ...
-        terms = np.vstack([np.full((1, n), self.start), self.value[node[place]]])
+        terms = np.vstack([np.full((1, n), self.start), walk.value[node[walk.place]]])
         total = np.cumsum(terms, axis=0)[-1]
         return inverse_link(self.link, total / self.divisor)
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """A tree ensemble laid out for walking every (tree, row) pair at once, with few NumPy calls.
+
+    - **Deepest tree first.** A walk runs to the deepest tree's depth, though a tree's rows stop
+      at its leaves: the bike model's 100 trees are 11 levels deep on average and 19 at most.
+      Level L moves only the first ``branching[L]`` trees; ``place`` puts the trees back in their
+      own order before their leaves are added up, so the sum has scikit-learn's bits.
+    - **Doubled node numbers.** Node k is 2k, and 2k + 1 is where its right child is found: the
+      step to a child is one addition of the comparison's outcome and one lookup, and the
+      per-node arrays are repeated to be read with either number.
+
+    Measured on the bike model: a single row in 46 µs instead of 75, 16 rows in 126 instead of
+    144, 1,000 rows in 6 ms instead of 10.
+    """
+
+    roots: np.ndarray
+    place: np.ndarray
+    branching: list[int]
+    feature: np.ndarray
+    threshold: np.ndarray
+    missing_left: np.ndarray
+    children: np.ndarray
+    value: np.ndarray
 
 
 _BLOCKS: dict[str, type] = {cls.KIND: cls for cls in (Numeric, OneHot, Cyclical)}
