@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli import summaries
-from cli.env import prepare_environment
+from cli.env import loading, prepare_environment
 from cli.local_prefect import prefect_app, use_local_server
 from cli.options import JsonOpt, StateDirOpt, UseCaseOpt
 from cli.options import fail as _fail
@@ -159,12 +159,13 @@ def ingest(
     """
     _flow_environment(state_dir)
     try:
-        from pipelines.ingest import ingest_flow
-        from pipelines.runtime import get_runtime
+        with loading():
+            from pipelines.ingest import ingest_flow
+            from pipelines.runtime import get_runtime
 
-        # The validator is built before the flow starts, and the flow reuses it: importing Great
-        # Expectations takes about a third longer once Prefect's client threads run beside it (measured).
-        get_runtime().validator  # noqa: B018
+            # The validator is built before the flow starts, and the flow reuses it: importing Great
+            # Expectations takes a third longer once Prefect's client threads run beside it (measured).
+            get_runtime().validator  # noqa: B018
         result = ingest_flow(source=source, use_case=use_case, arrival=arrival)
     except _known_errors() as err:
         _fail(str(err))
@@ -190,13 +191,15 @@ def validate(
     try:
         import tempfile
 
-        from pipelines.batches import BatchRejected
-        from pipelines.curation import curated_key_index, process_chunks
-        from pipelines.runtime import get_runtime
-        from pipelines.sources import iter_source
+        with loading():
+            from pipelines.batches import BatchRejected
+            from pipelines.curation import curated_key_index, process_chunks
+            from pipelines.runtime import get_runtime
+            from pipelines.sources import iter_source
 
-        rt = get_runtime()
-        uc = rt.use_case(use_case)
+            rt = get_runtime()
+            uc = rt.use_case(use_case)
+            rt.validator  # noqa: B018 - Great Expectations loaded here, with the collector paused
         # Spooled: a small batch stays in memory, a large one goes to a temporary file, read back in chunks.
         with tempfile.SpooledTemporaryFile(max_size=64 * 2**20) as spool:
             for block in iter_source(source):
@@ -274,12 +277,14 @@ def train(
     use_local_server()
     try:
         if out_of_core:
-            from pipelines.outofcore import train_out_of_core_flow
+            with loading():
+                from pipelines.outofcore import train_out_of_core_flow
 
             result = train_out_of_core_flow(use_case=use_case)
             _report(result, as_json=as_json, summary=summaries.trained_out_of_core)
             return
-        from pipelines.train import train_flow
+        with loading():
+            from pipelines.train import train_flow
 
         result = train_flow(use_case=use_case, until=until, compare_feature_sets=compare_feature_sets)
         _report(result, as_json=as_json, summary=summaries.trained)
@@ -303,7 +308,8 @@ def eda(
     """
     _flow_environment(state_dir)
     try:
-        from pipelines.eda import eda_flow
+        with loading():
+            from pipelines.eda import eda_flow
 
         _report(eda_flow(use_case=use_case, until=until), as_json=as_json, summary=summaries.analysed)
     except (*_known_errors(), ValueError) as err:
@@ -403,7 +409,8 @@ def monitor(
 
     _flow_environment(state_dir)
     try:
-        from pipelines.monitor import monitor_flow
+        with loading():
+            from pipelines.monitor import monitor_flow
 
         now = time.time()
         result = monitor_flow(use_case=use_case, since=now - hours * 3600, until=now, retrain=retrain)
@@ -432,7 +439,8 @@ def retrain(
     """
     _flow_environment(state_dir)
     try:
-        from pipelines.monitor import retrain_flow
+        with loading():
+            from pipelines.monitor import retrain_flow
 
         result = retrain_flow(use_case=use_case, reason=reason, deploy=deploy)
         _report(result, as_json=as_json, summary=summaries.retrained)
@@ -459,7 +467,8 @@ def demo(
     """
     root = _flow_environment(state_dir)
     try:
-        from pipelines.demo import run_demo
+        with loading():
+            from pipelines.demo import run_demo
 
         summary = run_demo(use_case=use_case, state_dir=root, months=months)
     except _known_errors() as err:
@@ -554,7 +563,8 @@ def bootstrap(use_case: UseCaseOpt = "bike_demand", state_dir: StateDirOpt = Non
     _flow_environment(state_dir)
     _pipeline_dependencies()
     try:
-        from pipelines.bootstrap import bootstrap_flow
+        with loading():
+            from pipelines.bootstrap import bootstrap_flow
 
         result = bootstrap_flow(use_case=use_case)
     except (*_known_errors(), ValueError) as err:

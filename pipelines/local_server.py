@@ -67,9 +67,7 @@ def _healthy(url: str, *, timeout: float = 2.0) -> bool:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process under a reused pid: not ours
+    except (ProcessLookupError, PermissionError):  # gone, or another user's process under a reused pid
         return False
     return True
 
