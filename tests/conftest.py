@@ -23,15 +23,28 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 os.environ.setdefault("MLOPS_DEV_MODE", "true")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _local_prefect_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The local Prefect servers that the session's `mlops` commands started stop with the session
-    (each would stop after its idle time anyway); they all live under the session's temporary folder."""
-    yield
+def _stop_local_prefect_servers(under: Path) -> None:
     from pipelines import local_server
 
-    for note in tmp_path_factory.getbasetemp().rglob(local_server.NOTE):
+    for note in under.rglob(local_server.NOTE):
         local_server.stop(note.parent)
+
+
+@pytest.fixture(autouse=True)
+def _local_prefect_servers_of_the_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The local Prefect servers a test's `mlops` commands started stop with the test (each would stop
+    after its idle time anyway, but ten idle servers cost a CI run a few percent of a core)."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None:
+        _stop_local_prefect_servers(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _local_prefect_servers_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """...and those started in folders shared by a module or the session stop with the session."""
+    yield
+    _stop_local_prefect_servers(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

@@ -57,11 +57,19 @@ def api(fresh_registry: Path, tmp_path: Path, clock: ManualClock) -> Iterator[Te
         yield c
 
 
-def _wait(predicate, timeout: float = 5.0) -> None:
+def _wait(predicate, timeout: float = 15.0) -> None:  # generous: a loaded CI machine is slow, a met condition is not
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.02)
+
+
+def _logged(api: TestClient) -> None:
+    """Every answered request in the prediction log now: a rollout's analysis reads them there, and the
+    log's writer may still hold the last ones (a label flushes it)."""
+    rid = f"flush-{time.time_ns()}"
+    assert api.post("/predict", json=RECORD, headers={"X-Request-ID": rid}).status_code == 200
+    assert api.post("/feedback", json={"labels": [{"id": rid, "label": 100}]}).json()["accepted"] == 1
 
 
 def _predict(api: TestClient, n: int, **headers) -> list[tuple[str, str]]:
@@ -95,6 +103,7 @@ def test_canary_splits_traffic_then_promotes_and_moves_the_aliases(api, clock, f
     assert r.status_code == 201 and r.json()["weight"] == 0.5
     seen = set(_predict(api, 60))
     assert seen == {("1", "stable"), ("2", "candidate")}
+    _logged(api)
     clock.advance(6)
     _wait(lambda: api.get("/admin/status", headers=ADMIN).json()["stable_version"] == "2")
     assert set(_predict(api, 10)) == {("2", "stable")}
@@ -146,7 +155,7 @@ def test_blue_green_preview_is_reachable_before_any_user_traffic(api):
 
 
 def test_blue_green_keeps_the_old_slot_for_the_rollback_window(api, clock):
-    api.post(
+    rid = api.post(
         "/admin/rollouts",
         headers=ADMIN,
         json={
@@ -156,8 +165,10 @@ def test_blue_green_keeps_the_old_slot_for_the_rollback_window(api, clock):
             "rollback_window_seconds": 30,
             **QUICK,
         },
-    )
+    ).json()["id"]
     _predict(api, 30)  # mirrored to the candidate during the preview
+    # In the log before the clock moves: the analysis at the end of the preview reads them from there.
+    _wait(lambda: api.get(f"/admin/rollouts/{rid}/shadow", headers=ADMIN).json().get("pairs", 0) >= 30)
     clock.advance(3)
     _wait(lambda: api.get("/admin/status", headers=ADMIN).json()["stable_version"] == "2")
     assert api.get("/admin/status", headers=ADMIN).json()["loaded_versions"] == ["1", "2"]  # old slot warm
@@ -197,6 +208,7 @@ def _failing_canary(api: TestClient, clock: ManualClock, *, failure_limit: int) 
         },
     ).json()["id"]
     _predict(api, 40)
+    _logged(api)
     clock.advance(2)
     return rid
 
