@@ -264,17 +264,15 @@ def train(
     become `challenger` only if they beat the champion on the same held-out window by the use case's margin.
     Before training, the data version is analysed (see `mlops eda`).
     """
-    prepare_environment(state_dir)
-    _require_pipelines()
     if out_of_core and (until or compare_feature_sets):
         _fail("--out-of-core trains on the whole lake: it takes neither --until nor --compare-feature-sets")
     if out_of_core:
         from pipelines.settings import PipelineSettings
 
-        # Checked before the flow starts (and Prefect with it): the address as the flow will read it.
+        # Checked before the flow starts (and Prefect, and its server): the address as the flow will read it.
         if not PipelineSettings().dask_address:
             _fail("--out-of-core runs on a Dask cluster: set MLOPS_DASK_ADDRESS to its scheduler (tcp://host:8786)")
-    use_local_server()
+    _flow_environment(state_dir)
     try:
         if out_of_core:
             with loading():

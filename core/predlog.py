@@ -235,7 +235,16 @@ class PredictionLog:
             with self._lookup_lock:
                 if self._lookup is None:
                     self._lookup = self._engine.raw_connection()  # WAL: reads see every committed write
-                rows = self._lookup.driver_connection.execute(self._select_requests_sql, ids).fetchall()
+                try:
+                    rows = self._lookup.driver_connection.execute(self._select_requests_sql, ids).fetchall()
+                except self._engine.dialect.loaded_dbapi.Error as err:
+                    # The driver's own error, raised as SQLAlchemy would (callers catch core.db.UNAVAILABLE);
+                    # the connection is opened afresh for the next lookup.
+                    self._lookup.invalidate()
+                    self._lookup = None
+                    raise sa.exc.DBAPIError.instance(
+                        self._select_requests_sql, ids, err, self._engine.dialect.loaded_dbapi.Error
+                    ) from err
         else:
             with self._engine.connect() as conn:
                 rows = conn.execute(self._select_requests, ids).all()

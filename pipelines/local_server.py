@@ -78,9 +78,10 @@ def find(home: Path) -> LocalServer | None:
         server = LocalServer(**json.loads(_note(home).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    if _alive(server.pid) and _healthy(server.url):
+    alive = _alive(server.pid)
+    if alive and _healthy(server.url):
         return server
-    if not _alive(server.pid):
+    if not alive:
         _note(home).unlink(missing_ok=True)
     return None
 

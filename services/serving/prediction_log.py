@@ -117,10 +117,6 @@ class RequestIdLookups:
             self._running = asyncio.create_task(self._run(), name="request-id-lookups")
         return answer
 
-    async def records(self, request_id: str) -> Records | None:
-        """The records logged under ``request_id``, or None; raises what the store raised."""
-        return await self.ask(request_id)
-
     async def _run(self) -> None:
         while self._waiting:
             asked, self._waiting = self._waiting, {}

@@ -59,9 +59,27 @@ def test_a_lookup_of_request_ids_finds_the_logged_ones_by_their_exact_text(url: 
     log = PredictionLog(url)
     odd = 'q"\\é/7'  # quotes, a backslash and non-ASCII in an id survive the JSON parameter
     log.write([*BATCH, LoggedRequest(odd, 1764582127.0, "u", "m", "1", "stable", [{"x": 5}], [9.0], 1.0)])
-    many = [f"absent-{i}" for i in range(2_000)]  # more ids than a statement's parameters could carry
+    many = [f"absent-{i}" for i in range(2_000)]  # one parameter, whatever the count (IN lists went by 500)
     found = log.request_records(["a", "b/x", "c", odd, "A", "b", *many])
+    empty = log.request_records([])
     log.close()
     # "c" was logged under two variants, with the same records; "A" and "b" only resemble logged ids.
     assert found == {"a": list(BATCH[0].features), "b/x": [{"x": 1}, {"x": 2}], "c": [{"x": 3}], odd: [{"x": 5}]}
-    assert log.request_records([]) == {}
+    assert empty == {}
+
+
+def test_a_failed_lookup_on_sqlite_is_raised_as_sqlalchemy_would_and_the_next_one_reconnects(tmp_path):
+    from core.db import UNAVAILABLE
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    log = PredictionLog(url)
+    log.write(BATCH)
+    assert set(log.request_records(["a"])) == {"a"}  # its own connection is open now
+    with sa.create_engine(url).begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE prediction_requests RENAME TO moved_away")
+    with pytest.raises(UNAVAILABLE):  # what the service answers unchecked on, as for a database restart
+        log.request_records(["a"])
+    with sa.create_engine(url).begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE moved_away RENAME TO prediction_requests")
+    assert set(log.request_records(["a", "b/x"])) == {"a", "b/x"}
+    log.close()

@@ -168,7 +168,7 @@ def test_request_id_lookups_of_a_burst_share_queries_and_each_asker_gets_its_own
 
     async def scenario() -> list:
         lookups = RequestIdLookups(store)  # type: ignore[arg-type]
-        return await asyncio.gather(*(lookups.records(rid) for rid in ["seen", *(f"new{i}" for i in range(30))]))
+        return await asyncio.gather(*(lookups.ask(rid) for rid in ["seen", *(f"new{i}" for i in range(30))]))
 
     answers = asyncio.run(scenario())
 
@@ -181,9 +181,9 @@ def test_ids_asked_for_while_a_lookup_runs_go_out_together_in_the_next_one():
 
     async def scenario() -> None:
         lookups = RequestIdLookups(store)  # type: ignore[arg-type]
-        first = asyncio.ensure_future(lookups.records("first"))
+        first = asyncio.ensure_future(lookups.ask("first"))
         await asyncio.sleep(0.01)  # its query is running now
-        await asyncio.gather(first, *(lookups.records(f"later{i}") for i in range(10)))
+        await asyncio.gather(first, *(lookups.ask(f"later{i}") for i in range(10)))
 
     asyncio.run(scenario())
 
@@ -206,7 +206,7 @@ def test_on_the_loop_a_burst_still_shares_one_query_and_a_gone_asker_is_skipped(
 def test_a_failed_lookup_reaches_every_asker_of_its_query():
     async def scenario() -> list:
         lookups = RequestIdLookups(SlowLookups({}, fail=True))  # type: ignore[arg-type]
-        return await asyncio.gather(*(lookups.records(f"r{i}") for i in range(5)), return_exceptions=True)
+        return await asyncio.gather(*(lookups.ask(f"r{i}") for i in range(5)), return_exceptions=True)
 
     answers = asyncio.run(scenario())
 
